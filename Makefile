@@ -1,0 +1,43 @@
+# SAMUeL — set up, test, build the book. Everything installs from this repository's own files.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROFILE ?= demo
+export HF_HUB_OFFLINE ?= 1
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: setup system test book bench clean
+
+# Debian packages: ffmpeg (yt-dlp audio), FluidSynth + a GM soundfont (offline corpus).
+# Installed where we are root with apt; elsewhere the project falls back (built-in synth).
+system:
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (command -v ffmpeg >/dev/null && command -v fluidsynth >/dev/null && ls /usr/share/sounds/sf2/*.sf2 >/dev/null 2>&1) || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg fluidsynth timgm6mb-soundfont >/dev/null) || \
+	  echo "note: could not install ffmpeg/fluidsynth; downloads and FluidSynth rendering are unavailable"; \
+	fi
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python requirements.txt pyproject.toml
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+setup: system $(VENV)/.installed
+
+test: setup
+	$(BIN)/python -m pytest -q -x tests
+
+book: setup
+	$(BIN)/samuel book run --profile $(PROFILE)
+
+bench: setup
+	$(BIN)/samuel bench model --profile paper
+
+clean:
+	rm -rf $(VENV) runs _build

@@ -1,0 +1,189 @@
+"""Profiles ``smoke`` / ``demo`` / ``paper`` as frozen dataclasses (SPEC §8).
+
+Every hyperparameter that comes from the paper carries its meaning and the section it
+comes from. ``load(profile, **overrides)`` is the one way to get a configuration; an
+override is addressed as ``section__field`` (``train__lr=1e-4``) or by a unique field
+name (``lr=1e-4``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+PROFILES = ("smoke", "demo", "paper")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The latent U-Net (SPEC §4, paper §IV-A/B)."""
+
+    latent_channels: int = 64  # VAE latent width: 64 channels (paper §III-B)
+    channels: tuple = (64, 128, 256, 512)  # (64,T)->(128,T/2)->(256,T/4)->(512,T/8) (SPEC §4)
+    heads: int = 8  # attention heads (paper §IV-D: "8 heads")
+    head_dim: int = 64  # per-head projection width (paper §IV-D: "64-dimensional projections")
+    window: int = 16  # local attention window in frames (paper §IV-B)
+    mix: str = "paper"  # eq. 3 as printed ("paper") or the prose's reading ("reversed") (SPEC §4)
+    time_dim: int = 512  # width of the sinusoidal time embedding MLP (ours; paper silent)
+    groups: int = 32  # GroupNorm groups (ours; paper: "Group Normalization")
+    mid_blocks: int = 2  # residual blocks around the bottleneck attention (ours)
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Noise schedule, parametrisation, loss and samplers (SPEC §5, paper §IV-C/§V)."""
+
+    timesteps: int = 800  # training timesteps (paper §V: "800 timesteps")
+    cosine_s: float = 0.008  # cosine schedule offset s (Nichol & Dhariwal; SPEC §5)
+    snr_clamp: float = 5.0  # max of w(t)=ᾱ/(1-ᾱ); unbounded at t->0, clamped as in Min-SNR (SPEC §5)
+    cond_dropout: float = 0.1  # condition dropped for CFG training (paper §V: 10 %)
+    cfg_scale: float = 2.0  # classifier-free guidance scale at sampling (ours; paper silent)
+    fast_sampler: str = "dpmsolver++"  # few-step sampler: "dpmsolver++" or "ddim" (SPEC §5)
+    fast_steps: int = 16  # its default step count (>= 40x fewer than 800)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Data, codec and chunking (SPEC §2-§3, paper §III-C)."""
+
+    codec: str = "sao"  # "sao" (Stable Audio Open VAE) or "offline" (SPEC §3)
+    sample_rate: int = 44100  # audio rate (paper §III-C: WAV 44.1 kHz)
+    chunk_frames: int = 1024  # latent frames per example: 1024 = 47.55 s (paper §III-C)
+    max_song_seconds: float = 900.0  # skip anything over 15 minutes (paper §III-C)
+    separator: str = "htdemucs"  # Demucs model (paper §III-C)
+    corpus_songs: int = 0  # offline corpus size (0: use a song list instead)
+    corpus_song_seconds: float = 0.0  # length of each synthetic song
+    val_fraction: float = 0.1  # held-out validation by song (paper §V: 10 %)
+    test_fraction: float = 0.1  # held-out test songs for evaluation (ours)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training loop (SPEC §5, paper §V)."""
+
+    lr: float = 3.5e-4  # AdamW learning rate (paper §V)
+    batch_size: int = 16  # batch size (paper §V: "batch size 16")
+    weight_decay: float = 0.01  # AdamW decoupled weight decay (ours; paper silent)
+    max_steps: int = 20000  # optimiser steps (paper: "one hour on one A100")
+    warmup_steps: int = 200  # linear warm-up before cosine annealing (ours)
+    ema_decay: float = 0.999  # EMA of weights used for sampling (ours)
+    grad_clip: float = 1.0  # gradient-norm clip (ours)
+    eval_every: int = 500  # steps between validation passes
+    patience: int = 10  # early stopping: validation passes without improvement (paper §V)
+    bf16: bool = True  # bf16 autocast on GPU (paper §V: "mixed precision")
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of one run."""
+
+    profile: str
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _paper() -> Config:
+    return Config(profile="paper")
+
+
+def _demo() -> Config:
+    # A laptop-CPU scale: the whole book in well under an hour on 2 cores (SPEC §8).
+    return Config(
+        profile="demo",
+        model=ModelConfig(channels=(32, 64, 128, 256), heads=4, head_dim=32, time_dim=128,
+                          groups=8, mid_blocks=1),
+        diffusion=DiffusionConfig(),
+        data=DataConfig(codec="offline", chunk_frames=128, corpus_songs=80,
+                        corpus_song_seconds=24.0, separator="none"),
+        train=TrainConfig(lr=1e-3, max_steps=1500, warmup_steps=100, eval_every=100,
+                          patience=6, ema_decay=0.995),
+    )
+
+
+def _smoke() -> Config:
+    # Seconds per notebook: what CI's quick checks execute (SPEC §8).
+    return Config(
+        profile="smoke",
+        model=ModelConfig(channels=(16, 32, 64, 128), heads=2, head_dim=16, time_dim=64,
+                          groups=4, mid_blocks=1, window=8),
+        diffusion=DiffusionConfig(fast_steps=8),
+        data=DataConfig(codec="offline", chunk_frames=32, corpus_songs=8,
+                        corpus_song_seconds=6.0, separator="none"),
+        train=TrainConfig(lr=1e-3, batch_size=4, max_steps=20, warmup_steps=2,
+                          eval_every=10, patience=3, ema_decay=0.9),
+    )
+
+
+_BUILDERS = {"smoke": _smoke, "demo": _demo, "paper": _paper}
+_SECTIONS = ("model", "diffusion", "data", "train")
+
+
+def _coerce(old: Any, new: Any) -> Any:
+    if isinstance(old, tuple) and isinstance(new, list):
+        return tuple(new)
+    if isinstance(old, bool) and isinstance(new, str):
+        return new.lower() in ("1", "true", "yes")
+    if isinstance(old, (int, float)) and not isinstance(old, bool) and isinstance(new, str):
+        return type(old)(float(new)) if isinstance(old, int) else float(new)
+    return new
+
+
+def load(profile: str = "demo", **overrides: Any) -> Config:
+    """Return the named profile with ``overrides`` applied.
+
+    >>> load("paper").model.channels
+    (64, 128, 256, 512)
+    >>> load("demo", lr=3e-4).train.lr
+    0.0003
+    """
+    if isinstance(profile, Config):
+        cfg = profile
+    else:
+        if profile not in _BUILDERS:
+            raise ValueError(f"unknown profile {profile!r}: expected one of {', '.join(PROFILES)}")
+        cfg = _BUILDERS[profile]()
+    for key, value in overrides.items():
+        if key == "seed":
+            cfg = replace(cfg, seed=int(value))
+            continue
+        if "__" in key:
+            section, name = key.split("__", 1)
+            candidates = [section] if section in _SECTIONS else []
+        else:
+            name = key
+            candidates = [s for s in _SECTIONS if name in {f.name for f in fields(getattr(cfg, s))}]
+        candidates = [s for s in candidates if name in {f.name for f in fields(getattr(cfg, s))}]
+        if len(candidates) != 1:
+            raise ValueError(f"override {key!r}: expected one field of "
+                             f"{'/'.join(_SECTIONS)}, found {len(candidates)}")
+        section = getattr(cfg, candidates[0])
+        section = replace(section, **{name: _coerce(getattr(section, name), value)})
+        cfg = replace(cfg, **{candidates[0]: section})
+    return cfg
+
+
+def from_dict(d: dict) -> Config:
+    """Rebuild a :class:`Config` from :meth:`Config.to_dict` output (e.g. a checkpoint's JSON)."""
+    def build(cls, values):
+        kw = {}
+        for f in fields(cls):
+            if f.name in values:
+                v = values[f.name]
+                kw[f.name] = tuple(v) if isinstance(v, list) else v
+        return cls(**kw)
+    return Config(profile=d["profile"], seed=d.get("seed", 0),
+                  model=build(ModelConfig, d.get("model", {})),
+                  diffusion=build(DiffusionConfig, d.get("diffusion", {})),
+                  data=build(DataConfig, d.get("data", {})),
+                  train=build(TrainConfig, d.get("train", {})))

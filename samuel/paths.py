@@ -1,0 +1,18 @@
+"""Where things live: resolved from the package, never from the working directory."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository (or install prefix)
+DATA = ROOT / "data"  # small bundled inputs
+
+
+def runs_dir() -> Path:
+    """Generated artefacts; git-ignored. ``SAMUEL_RUNS`` overrides."""
+    return Path(os.environ.get("SAMUEL_RUNS", ROOT / "runs"))
+
+
+def run_dir(profile: str) -> Path:
+    """The default run folder of a profile: ``runs/<profile>``."""
+    return runs_dir() / profile
