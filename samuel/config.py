@@ -27,7 +27,7 @@ class ModelConfig:
     mix: str = "paper"  # eq. 3 as printed ("paper") or the prose's reading ("reversed") (SPEC §4)
     time_dim: int = 512  # width of the sinusoidal time embedding MLP (ours; paper silent)
     groups: int = 32  # GroupNorm groups (ours; paper: "Group Normalization")
-    mid_blocks: int = 2  # residual blocks around the bottleneck attention (ours)
+    mid_blocks: int = 1  # residual blocks before and after the bottleneck attention (ours)
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,10 @@ def _demo() -> Config:
     # A laptop-CPU scale: the whole book in well under an hour on 2 cores (SPEC §8).
     return Config(
         profile="demo",
-        model=ModelConfig(channels=(32, 64, 128, 256), heads=4, head_dim=32, time_dim=128,
-                          groups=8, mid_blocks=1),
+        # The first width stays at 64 = latent channels: a narrower full-resolution path
+        # cannot carry the identity of x_t, and v ≈ ε at small t needs it.
+        model=ModelConfig(channels=(64, 96, 128, 192), heads=4, head_dim=32, time_dim=128,
+                          groups=8),
         diffusion=DiffusionConfig(),
         data=DataConfig(codec="offline", chunk_frames=128, corpus_songs=80,
                         corpus_song_seconds=24.0, separator="none"),
@@ -115,8 +117,8 @@ def _smoke() -> Config:
     # Seconds per notebook: what CI's quick checks execute (SPEC §8).
     return Config(
         profile="smoke",
-        model=ModelConfig(channels=(16, 32, 64, 128), heads=2, head_dim=16, time_dim=64,
-                          groups=4, mid_blocks=1, window=8),
+        model=ModelConfig(channels=(64, 64, 64, 96), heads=2, head_dim=16, time_dim=64,
+                          groups=8, window=8),
         diffusion=DiffusionConfig(fast_steps=8),
         data=DataConfig(codec="offline", chunk_frames=32, corpus_songs=8,
                         corpus_song_seconds=6.0, separator="none"),

@@ -1,0 +1,205 @@
+"""Cosine schedule, v-parametrisation, the SNR-weighted loss and the samplers (SPEC §5).
+
+Book: notebook 03 (schedule, v identities), 04 (loss), 05 (samplers and σ-vs-t).
+
+Indices: ``t`` runs over ``0 … timesteps-1``; ``alpha_bar[t]`` is the signal fraction after
+``t+1`` noising steps, so ``alpha_bar[0] ≈ 1`` and ``alpha_bar[-1] ≈ 0`` (the convention of
+``diffusers``' ``squaredcos_cap_v2``, which lets its few-step schedulers share our schedule).
+
+A ``model`` here is any callable ``model(x_t [B,C,T], t [B] int64, vocals [B,C,T] | None,
+cond_mask [B] bool | None) -> v [B,C,T]``; the U-Net of :mod:`samuel.model` is one, and the
+tests use an exact Gaussian denoiser.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+
+def cosine_betas(timesteps: int = 800, s: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
+    """Betas of the cosine schedule (Nichol & Dhariwal 2021, eq. 17), float64 ``[timesteps]``."""
+    def f(u: float) -> float:
+        return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+
+    return np.array([min(1 - f((i + 1) / timesteps) / f(i / timesteps), max_beta)
+                     for i in range(timesteps)], dtype=np.float64)
+
+
+class Schedule:
+    """The noise schedule and the v-parametrisation identities (paper §IV-C).
+
+    ``x_t = sqrt(ᾱ_t) x0 + sqrt(1-ᾱ_t) ε``;  ``v = sqrt(ᾱ_t) ε − sqrt(1-ᾱ_t) x0``.
+    Hence ``x0 = sqrt(ᾱ_t) x_t − sqrt(1-ᾱ_t) v`` and ``ε = sqrt(1-ᾱ_t) x_t + sqrt(ᾱ_t) v``.
+    """
+
+    def __init__(self, timesteps: int = 800, s: float = 0.008, snr_clamp: float = 5.0):
+        self.timesteps = timesteps
+        self.betas = cosine_betas(timesteps, s)
+        self.alpha_bar = np.cumprod(1.0 - self.betas)  # float64
+        self.snr_clamp = snr_clamp
+        self._cache: dict = {}
+
+    @classmethod
+    def from_config(cls, cfg) -> "Schedule":
+        d = cfg.diffusion
+        return cls(d.timesteps, d.cosine_s, d.snr_clamp)
+
+    def table(self, name: str, device, dtype=torch.float32) -> Tensor:
+        key = (name, str(device), dtype)
+        if key not in self._cache:
+            ab = self.alpha_bar
+            values = {"sqrt_ab": np.sqrt(ab), "sqrt_1m_ab": np.sqrt(1 - ab), "ab": ab,
+                      "snr": ab / (1 - ab)}[name]
+            self._cache[key] = torch.as_tensor(values, dtype=dtype, device=device)
+        return self._cache[key]
+
+    def _coef(self, name: str, t: Tensor, like: Tensor) -> Tensor:
+        c = self.table(name, like.device, torch.float64 if like.dtype == torch.float64 else torch.float32)
+        return c[t].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+    def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """``x_t = sqrt(ᾱ_t) x0 + sqrt(1-ᾱ_t) ε`` (forward process)."""
+        return self._coef("sqrt_ab", t, x0) * x0 + self._coef("sqrt_1m_ab", t, x0) * noise
+
+    def v_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        """``v = sqrt(ᾱ_t) ε − sqrt(1-ᾱ_t) x0`` (paper eq. 4)."""
+        return self._coef("sqrt_ab", t, x0) * noise - self._coef("sqrt_1m_ab", t, x0) * x0
+
+    def x0_from_v(self, x_t: Tensor, v: Tensor, t: Tensor) -> Tensor:
+        return self._coef("sqrt_ab", t, x_t) * x_t - self._coef("sqrt_1m_ab", t, x_t) * v
+
+    def eps_from_v(self, x_t: Tensor, v: Tensor, t: Tensor) -> Tensor:
+        return self._coef("sqrt_1m_ab", t, x_t) * x_t + self._coef("sqrt_ab", t, x_t) * v
+
+    def snr_weight(self, t: Tensor) -> Tensor:
+        """``w(t) = ᾱ_t / (1-ᾱ_t)`` (paper eq. 5), clamped at ``snr_clamp`` (SPEC §5).
+
+        Unclamped, w reaches ~5e4 at t=0 and the loss is dominated by the easiest steps;
+        Min-SNR weighting (Hang et al. 2023) caps it at 5.
+        """
+        w = self.table("snr", t.device)[t]
+        return w.clamp(max=self.snr_clamp) if self.snr_clamp else w
+
+
+def training_loss(model, schedule: Schedule, x0: Tensor, vocals: Tensor, cond_dropout: float = 0.1,
+                  generator: Optional[torch.Generator] = None, return_parts: bool = False):
+    """Clamped SNR-weighted MSE on v with condition dropout (paper §V, eq. 5).
+
+    Args:
+        x0: clean accompaniment latents ``[B,C,T]``.
+        vocals: vocal latents ``[B,C,T]``; a fraction ``cond_dropout`` of rows is replaced by
+            the model's learned null condition (``cond_mask`` False) for classifier-free guidance.
+    """
+    b = x0.shape[0]
+    dev = x0.device
+    t = torch.randint(0, schedule.timesteps, (b,), generator=generator, device="cpu").to(dev)
+    noise = torch.randn(x0.shape, generator=generator, device="cpu").to(dev, x0.dtype)
+    cond_mask = (torch.rand(b, generator=generator, device="cpu") >= cond_dropout).to(dev)
+    x_t = schedule.q_sample(x0, t, noise)
+    v = schedule.v_target(x0, noise, t)
+    pred = model(x_t, t, vocals, cond_mask)
+    per_example = (pred.float() - v.float()).pow(2).mean(dim=tuple(range(1, x0.dim())))
+    loss = (schedule.snr_weight(t) * per_example).mean()
+    if return_parts:
+        return loss, {"t": t, "noise": noise, "cond_mask": cond_mask, "per_example": per_example}
+    return loss
+
+
+def guided_v(model, x: Tensor, t: Tensor, vocals: Optional[Tensor], cfg_scale: float) -> Tensor:
+    """Classifier-free guidance: ``v_null + s (v_cond − v_null)`` from ONE batched forward."""
+    if vocals is None or cfg_scale == 0.0:
+        return model(x, t, None, None)
+    if cfg_scale == 1.0:
+        return model(x, t, vocals, None)
+    b = x.shape[0]
+    mask = torch.cat([torch.ones(b, dtype=torch.bool), torch.zeros(b, dtype=torch.bool)]).to(x.device)
+    v = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([vocals, vocals]), mask)
+    v_cond, v_null = v[:b], v[b:]
+    return v_null + cfg_scale * (v_cond - v_null)
+
+
+Callback = Callable[[int, Tensor, Tensor], None]  # (t, x_t, v)
+
+
+@torch.no_grad()
+def sample_ancestral(model, schedule: Schedule, shape, vocals: Optional[Tensor] = None,
+                     cfg_scale: float = 1.0, generator: Optional[torch.Generator] = None,
+                     callback: Optional[Callback] = None, steps: Optional[int] = None,
+                     progress: bool = False, device="cpu") -> Tensor:
+    """The paper's ancestral (DDPM) sampler over all timesteps, from ``t = T-1`` to ``0``.
+
+    ``steps`` runs only the first ``steps`` iterations (used to time a slice and extrapolate).
+    """
+    x = torch.randn(shape, generator=generator).to(device)
+    betas = torch.as_tensor(schedule.betas, dtype=torch.float64)
+    ab = torch.as_tensor(schedule.alpha_bar, dtype=torch.float64)
+    ts = list(range(schedule.timesteps - 1, -1, -1))
+    if steps is not None:
+        ts = ts[:steps]
+    for i in tqdm(ts, disable=not progress, desc="ancestral", leave=False):
+        t = torch.full((shape[0],), i, dtype=torch.long, device=device)
+        v = guided_v(model, x, t, vocals, cfg_scale)
+        if callback is not None:
+            callback(i, x, v)
+        x0 = schedule.x0_from_v(x, v, t)
+        ab_t, ab_prev = ab[i], (ab[i - 1] if i > 0 else torch.tensor(1.0, dtype=torch.float64))
+        beta = betas[i]
+        c0 = float(ab_prev.sqrt() * beta / (1 - ab_t))
+        ct = float((1 - beta).sqrt() * (1 - ab_prev) / (1 - ab_t))
+        mean = c0 * x0 + ct * x
+        if i > 0:
+            var = float(beta * (1 - ab_prev) / (1 - ab_t))
+            x = mean + math.sqrt(var) * torch.randn(shape, generator=generator).to(device)
+        else:
+            x = mean
+    return x
+
+
+def fast_timesteps(timesteps: int, steps: int) -> list:
+    """Evenly spaced ``trailing`` timesteps: the first is ``timesteps-1`` (pure noise)."""
+    return [int(round(timesteps - 1 - i * timesteps / steps)) for i in range(steps)]
+
+
+@torch.no_grad()
+def sample_fast(model, schedule: Schedule, shape, vocals: Optional[Tensor] = None,
+                cfg_scale: float = 1.0, steps: int = 16, method: str = "dpmsolver++",
+                generator: Optional[torch.Generator] = None, callback: Optional[Callback] = None,
+                progress: bool = False, device="cpu") -> Tensor:
+    """A few-step sampler: deterministic DDIM (Song et al. 2021) or DPM-Solver++(2M)
+    (Lu et al. 2022) on the data prediction, both with classifier-free guidance.
+
+    Both work in the data-prediction form: with ``λ = log(sqrt(ᾱ)/sqrt(1-ᾱ))``, DDIM is the
+    first-order step ``x_s = (σ_s/σ_t) x_t − α_s (e^{-h} − 1) x0`` and DPM-Solver++(2M) adds a
+    second-order correction from the previous step's ``x0``.
+    """
+    if method not in ("ddim", "dpmsolver++"):
+        raise ValueError(f"unknown fast sampler {method!r}: expected 'ddim' or 'dpmsolver++'")
+    ab = schedule.alpha_bar
+    ts = fast_timesteps(schedule.timesteps, steps)
+    x = torch.randn(shape, generator=generator).to(device)
+    prev_x0, prev_h = None, None
+    for k, i in enumerate(tqdm(ts, disable=not progress, desc=method, leave=False)):
+        t = torch.full((shape[0],), i, dtype=torch.long, device=device)
+        v = guided_v(model, x, t, vocals, cfg_scale)
+        if callback is not None:
+            callback(i, x, v)
+        x0 = schedule.x0_from_v(x, v, t)
+        if k + 1 == len(ts):
+            x = x0  # the last step lands on the data prediction (σ_next = 0)
+            break
+        j = ts[k + 1]
+        a_t, s_t = math.sqrt(ab[i]), math.sqrt(1 - ab[i])
+        a_s, s_s = math.sqrt(ab[j]), math.sqrt(1 - ab[j])
+        h = math.log(a_s / s_s) - math.log(a_t / s_t)
+        d = x0
+        if method == "dpmsolver++" and prev_x0 is not None:
+            r = prev_h / h
+            d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * prev_x0
+        x = (s_s / s_t) * x - a_s * math.expm1(-h) * d
+        prev_x0, prev_h = x0, h
+    return x

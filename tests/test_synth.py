@@ -1,0 +1,155 @@
+"""Tests for the synthetic corpus (samuel.data.synth)."""
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from samuel.data import synth
+
+SECONDS = 6.0
+SR = synth.SR
+
+# Krumhansl–Kessler key profiles
+MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+@pytest.fixture(scope="module")
+def builtin_audio():
+    song = synth.compose(3, SECONDS)
+    return song, synth.render(song, backend="builtin")
+
+
+def test_compose_is_deterministic_and_seeds_differ():
+    a, b, c = synth.compose(5, SECONDS), synth.compose(5, SECONDS), synth.compose(6, SECONDS)
+    assert a == b
+    assert synth.truth(a) == synth.truth(b)
+    assert a.notes != c.notes
+
+
+def test_builtin_render_deterministic_lengths_sum_no_clipping(builtin_audio):
+    song, audio = builtin_audio
+    again = synth.render(synth.compose(3, SECONDS), backend="builtin")
+    n = round(SECONDS * SR)
+    for stem in ("vocals", "accomp", "mix"):
+        assert audio[stem].shape == (2, n)
+        assert audio[stem].dtype == np.float32
+        assert np.array_equal(audio[stem], again[stem])
+        assert np.abs(audio[stem]).max() < 0.99
+        assert np.abs(audio[stem]).max() > 0.05
+    assert np.array_equal(audio["vocals"] + audio["accomp"], audio["mix"])
+    other = synth.render(synth.compose(4, SECONDS), backend="builtin")
+    assert not np.array_equal(other["mix"], audio["mix"])
+
+
+def test_odd_length_is_exact():
+    audio = synth.render(synth.compose(1, 4.37), backend="builtin")
+    assert audio["mix"].shape == (2, round(4.37 * SR))
+
+
+def test_fluidsynth_backend_or_recorded_fallback(record_property):
+    if not synth.fluidsynth_available():
+        assert synth.resolve_backend("auto") == "builtin"
+        record_property("fluidsynth", "unavailable: auto fell back to builtin")
+        warnings.warn("fluidsynth backend not available: tested the builtin fallback only")
+        return
+    record_property("fluidsynth", synth.find_soundfont())
+    assert synth.resolve_backend("auto") == "fluidsynth"
+    song = synth.compose(8, SECONDS)
+    a, b = synth.render(song, backend="fluidsynth"), synth.render(song, backend="fluidsynth")
+    n = round(SECONDS * SR)
+    for stem in ("vocals", "accomp", "mix"):
+        assert a[stem].shape == (2, n) and a[stem].dtype == np.float32
+        assert np.array_equal(a[stem], b[stem])
+        assert 0.05 < np.abs(a[stem]).max() < 0.99
+    assert np.array_equal(a["vocals"] + a["accomp"], a["mix"])
+    # stereo, not a duplicated mono signal
+    assert not np.allclose(a["accomp"][0], a["accomp"][1])
+
+
+def test_truth_is_consistent():
+    for seed in range(10):
+        song = synth.compose(seed, SECONDS)
+        info = synth.truth(song, "builtin")
+        json.dumps(info)
+        beats = np.array(info["beat_times"])
+        assert np.allclose(np.diff(beats), 60.0 / info["tempo_bpm"])
+        assert beats[0] == 0 and beats[-1] < SECONDS
+        assert info["downbeat_times"] == info["beat_times"][:: info["beats_per_bar"]]
+        chords = info["chords"]
+        assert chords[0]["start"] == 0 and chords[-1]["end"] == pytest.approx(SECONDS)
+        for prev, nxt in zip(chords, chords[1:]):
+            assert prev["end"] == pytest.approx(nxt["start"])
+        # the melody: chord tones on strong beats, onsets on the 16th grid
+        melody = info["melody"]
+        assert melody
+        strong = [t for i, t in enumerate(beats) if i % info["beats_per_bar"] in ({0, 2} if info["beats_per_bar"] == 4 else {0})]
+        hits = total = 0
+        for t in strong:
+            sounding = [m for m in melody if m[1] <= t + 1e-6 < m[2]]
+            if not sounding:
+                continue
+            chord = next(c for c in chords if c["start"] <= t < c["end"])
+            total += 1
+            hits += sounding[0][0] % 12 in synth.chord_pcs(chord["root_pc"], chord["quality"])
+        assert total > 0 and hits / total >= 0.7
+        sixteenth = 60.0 / info["tempo_bpm"] / 4
+        for m in melody:
+            assert abs(m[1] / sixteenth - round(m[1] / sixteenth)) < 1e-3
+        scale = synth.MAJOR_SCALE if info["mode"] == "major" else synth.MINOR_SCALE
+        in_scale = np.mean([(m[0] - info["tonic_pc"]) % 12 in scale for m in melody])
+        assert in_scale >= 0.9
+
+
+def test_variety_across_seeds():
+    songs = [synth.compose(synth.song_seed(0, i), 8.0) for i in range(20)]
+    assert len({s.key_name for s in songs}) >= 6
+    tempi = [s.tempo_bpm for s in songs]
+    assert max(tempi) - min(tempi) >= 30
+    assert len({s.style for s in songs}) >= 3
+    assert len({s.instruments["harmony"] for s in songs}) >= 4
+
+
+def _key_rank(chroma_mean, tonic_pc, mode):
+    scores = {}
+    for pc in range(12):
+        for name, profile in (("major", MAJOR_PROFILE), ("minor", MINOR_PROFILE)):
+            scores[(pc, name)] = np.corrcoef(chroma_mean, np.roll(profile, pc))[0, 1]
+    ranked = sorted(scores, key=scores.get, reverse=True)
+    return ranked.index((tonic_pc, mode))
+
+
+def test_key_is_recoverable_from_the_vocal_alone():
+    librosa = pytest.importorskip("librosa")
+    ranks = []
+    for i in range(8):
+        song = synth.compose(synth.song_seed(1, i), 8.0)
+        vocals = synth.render(song, backend="builtin")["vocals"].mean(axis=0)
+        chroma = librosa.feature.chroma_stft(y=vocals, sr=SR, n_fft=8192, hop_length=4096, tuning=0.0)
+        ranks.append(_key_rank(chroma.mean(axis=1), song.tonic_pc, song.mode))
+    # the true key beats at least 19 of the 23 others for most songs (the relative key and the
+    # keys a fifth away share most pitch classes with it, so they may come close)
+    ranks = np.array(ranks)
+    assert np.mean(ranks <= 4) >= 0.75 and np.median(ranks) <= 2, ranks
+
+
+def test_render_corpus_writes_and_resumes(tmp_path):
+    sf = pytest.importorskip("soundfile")
+    records = synth.render_corpus(tmp_path, 2, 3.0, seed=1, backend="builtin", progress=False)
+    assert [r["song_id"] for r in records] == ["synth_0000", "synth_0001"]
+    for r in records:
+        mix, sr = sf.read(r["mix"], dtype="float32", always_2d=True)
+        vocals, _ = sf.read(r["vocals"], dtype="float32", always_2d=True)
+        accomp, _ = sf.read(r["accomp"], dtype="float32", always_2d=True)
+        assert sr == SR and mix.shape == (round(3.0 * SR), 2)
+        assert np.array_equal(vocals + accomp, mix)
+        info = json.loads((tmp_path / r["song_id"] / "truth.json").read_text())
+        assert info["seed"] == synth.song_seed(1, int(r["song_id"][-4:])) and info["backend"] == "builtin"
+    stamp = (tmp_path / "synth_0000" / "mix.wav").stat().st_mtime_ns
+    (tmp_path / "synth_0001" / "truth.json").unlink()  # an interrupted song
+    again = synth.render_corpus(tmp_path, 2, 3.0, seed=1, backend="builtin", progress=False)
+    assert (tmp_path / "synth_0000" / "mix.wav").stat().st_mtime_ns == stamp
+    assert (tmp_path / "synth_0001" / "truth.json").is_file()
+    assert [r["truth"] for r in again] == [r["truth"] for r in records]
+    assert not list(tmp_path.rglob("*.tmp*"))
