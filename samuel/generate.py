@@ -1,0 +1,510 @@
+"""A vocal file in, an accompaniment (and optionally the mix) out: ``samuel generate`` (SPEC §1).
+
+Book: notebook 05 (sampling) and the closing page (generating for a whole song).
+
+    >>> from samuel.generate import generate
+    >>> result = generate("vocals.wav", "accomp.wav", mix_path="mix.wav", seed=0)
+    >>> result["windows"], result["timings"]["sample_s"]
+
+Pipeline: load (any format, rate, channel count) → encode with the checkpoint's codec →
+normalise with the vocal stats → sample the accompaniment latents window by window →
+denormalise → decode → trim to the input's exact length → write (atomically).
+
+**Windows.** The model was trained on ``cfg.data.chunk_frames``-frame windows (1024 = 47.55 s
+in the paper). A longer vocal is covered by windows of that length that overlap by
+``overlap_frames`` (default a quarter window); the last one is shifted back so it ends on the
+last frame (its overlap is then larger, never smaller). Each window *continues* the previous
+one by inpainting (RePaint-style replacement, Lugmayr et al. 2022): its first frames are the
+already generated latents, and at every sampler step the known region of ``x_t`` is replaced
+by those latents noised to the current ``t`` with :meth:`Schedule.q_sample` and ONE fixed
+noise draw per window. With a fixed noise the replaced region follows exactly the path a
+deterministic (DDIM / DPM-Solver) trajectory of the known latents takes, so the model sees a
+consistent, partially denoised context and continues it. The sampler's own prediction of the
+overlap is then cross-faded linearly (in latent space: neighbouring latents are strongly
+correlated, so linear, not equal-power) from the previous window's latents to the new ones.
+
+**Short vocals.** A vocal shorter than one window is padded with digital silence (in audio,
+before encoding, so the codec's own encoding of silence fills the gap) up to the next multiple
+of 8 frames (the U-Net halves T three times), generated, and the padding cropped away.
+
+**Mix.** ``mix_path`` adds the vocal back: the accompaniment is scaled to the vocal's RMS
+level plus :data:`MIX_ACCOMP_DB` (−2 dB: the voice sits slightly on top), then the sum is
+scaled down to a peak of :data:`PEAK` if it would exceed it, so the mix never clips.
+
+:func:`seam_report` measures how audible the window boundaries are (onset-strength peak and
+local-tempo jump across boundaries vs mid-window points); :func:`generate` returns it with the
+stage timings.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from . import audio as audio_mod
+from . import paths
+from .diffusion import Schedule, fast_timesteps, guided_v
+
+SAMPLE_RATE = 44100  # output rate (SPEC §1: 44.1 kHz stereo)
+MIN_SECONDS = 1.0  # shortest vocal accepted
+FRAME_MULTIPLE = 8  # the U-Net needs T divisible by 8 (SPEC §4: three halvings)
+OVERLAP_FRACTION = 0.25  # default overlap between consecutive windows (ours)
+MIX_ACCOMP_DB = -2.0  # accompaniment RMS relative to the vocal's RMS in the mix (ours)
+PEAK = 0.99  # outputs are scaled down to this peak if louder (no clipping)
+SEAM_CONTEXT_S = 3.0  # seconds each side of a point for the local tempo (seam_report)
+SEAM_RADIUS_S = 0.25  # minimum half-width of the region whose onset peak is measured
+
+
+class GenerateError(ValueError):
+    """An input, option or checkpoint that generation cannot use; one sentence."""
+
+
+# --------------------------------------------------------------------------- checkpoint
+
+
+def default_checkpoint() -> Path:
+    """``runs/demo/checkpoint``: where ``make book`` / ``samuel train --profile demo`` write it."""
+    return paths.run_dir("demo") / "checkpoint"
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (``runs/demo/checkpoint``)."""
+    try:
+        return str(Path(path).resolve().relative_to(paths.ROOT))
+    except ValueError:
+        return str(path)
+
+
+def load_model(checkpoint=None, device: str = "cpu"):
+    """The checkpoint to sample from: a loaded object (``.model``, ``.cfg``, ``.stats``) as is,
+    or a folder (default :func:`default_checkpoint`) read with :func:`samuel.checkpoint.load_checkpoint`.
+
+    Raises:
+        CheckpointError: no checkpoint there, or an unreadable / mismatched one.
+    """
+    from .checkpoint import CheckpointError, load_checkpoint
+
+    if checkpoint is not None and hasattr(checkpoint, "model"):
+        return checkpoint
+    folder = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+    if not folder.exists():
+        if checkpoint is None:
+            raise CheckpointError(f"No checkpoint at {_shown(folder)}: build the demo model first with "
+                                  f"`make book` (or `samuel train --profile demo`), or pass --checkpoint DIR.")
+        raise CheckpointError(f"No checkpoint at {_shown(folder)}: expected a folder written by "
+                              f"`samuel train`; pass --checkpoint DIR of a trained model.")
+    return load_checkpoint(folder, device=device)
+
+
+def _check_match(loaded, codec, where: str) -> None:
+    from .checkpoint import CheckpointError
+
+    want = int(loaded.cfg.model.latent_channels)
+    if int(codec.latent_channels) != want:
+        raise CheckpointError(f"{where}: expected a codec with {want} latent channels for this model, "
+                              f"found codec {codec.name!r} with {codec.latent_channels}")
+    for stem in ("vocal", "accomp"):
+        s = loaded.stats.get(stem, loaded.stats) if isinstance(loaded.stats, dict) else None
+        n = len(s["mean"]) if isinstance(s, dict) and "mean" in s else None
+        if n != want:
+            raise CheckpointError(f"{where}: expected normalisation stats for '{stem}' with {want} "
+                                  f"channels, found {n if n is not None else 'none'}")
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def plan_windows(frames: int, window: int, overlap: int) -> list:
+    """Start frames of the windows covering ``frames`` latent frames.
+
+    Consecutive starts are ``window - overlap`` apart; the last start is pulled back to
+    ``frames - window`` so no window runs past the end (its overlap grows instead).
+    One window (start 0) when ``frames <= window``.
+
+    >>> plan_windows(86, 32, 8)
+    [0, 24, 48, 54]
+    """
+    if not 0 <= overlap < window:
+        raise GenerateError(f"overlap: expected 0 <= overlap_frames < window ({window} frames), found {overlap}")
+    starts = [0]
+    while starts[-1] + window < frames:
+        starts.append(min(starts[-1] + window - overlap, frames - window))
+    return starts
+
+
+def _padded_length(frames: int) -> int:
+    return max(FRAME_MULTIPLE, int(math.ceil(frames / FRAME_MULTIPLE)) * FRAME_MULTIPLE)
+
+
+@torch.no_grad()
+def sample_window(model, schedule: Schedule, vocals: Tensor, steps: int, cfg_scale: float,
+                  method: str = "dpmsolver++", generator: Optional[torch.Generator] = None,
+                  known: Optional[Tensor] = None, known_frames: int = 0,
+                  on_step: Optional[Callable[[], None]] = None) -> Tensor:
+    """Few-step sampling of one window with the first ``known_frames`` frames inpainted.
+
+    The same DDIM / DPM-Solver++(2M) update as :func:`samuel.diffusion.sample_fast` (data
+    prediction, trailing timesteps, CFG through :func:`guided_v`), plus the replacement
+    ``x_t[..., :k] ← q_sample(known, t, ε_fixed)`` before the first step and after every update.
+
+    Args:
+        vocals: normalised vocal latents ``[1, C, T]``.
+        known: normalised latents ``[1, C, known_frames]`` the window must continue.
+
+    Returns:
+        the model's data prediction ``[1, C, T]`` at the last step, known region included (it
+        is not overwritten, so it shows how well the model followed the constraint).
+    """
+    if method not in ("ddim", "dpmsolver++"):
+        raise GenerateError(f"sampler: expected 'ddim' or 'dpmsolver++', found {method!r}")
+    shape = tuple(vocals.shape)
+    device = vocals.device
+    x = torch.randn(shape, generator=generator).to(device)
+    mask = None
+    if known is not None and known_frames > 0:
+        known_noise = torch.randn((shape[0], shape[1], known_frames), generator=generator).to(device)
+        mask = torch.zeros((1, 1, shape[2]), device=device)
+        mask[..., :known_frames] = 1.0
+        full_known = torch.zeros(shape, device=device)
+        full_known[..., :known_frames] = known
+        full_noise = torch.zeros(shape, device=device)
+        full_noise[..., :known_frames] = known_noise
+
+    def constrain(x: Tensor, i: int) -> Tensor:
+        if mask is None:
+            return x
+        t = torch.full((shape[0],), i, dtype=torch.long, device=device)
+        return mask * schedule.q_sample(full_known, t, full_noise) + (1 - mask) * x
+
+    ab = schedule.alpha_bar
+    ts = fast_timesteps(schedule.timesteps, steps)
+    x = constrain(x, ts[0])
+    prev_x0, prev_h = None, None
+    for k, i in enumerate(ts):
+        t = torch.full((shape[0],), i, dtype=torch.long, device=device)
+        v = guided_v(model, x, t, vocals, cfg_scale)
+        x0 = schedule.x0_from_v(x, v, t)
+        if on_step is not None:
+            on_step()
+        if k + 1 == len(ts):
+            return x0
+        j = ts[k + 1]
+        a_t, s_t = math.sqrt(ab[i]), math.sqrt(1 - ab[i])
+        a_s, s_s = math.sqrt(ab[j]), math.sqrt(1 - ab[j])
+        h = math.log(a_s / s_s) - math.log(a_t / s_t)
+        d = x0
+        if method == "dpmsolver++" and prev_x0 is not None:
+            r = prev_h / h
+            d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * prev_x0
+        x = constrain((s_s / s_t) * x - a_s * math.expm1(-h) * d, j)
+        prev_x0, prev_h = x0, h
+    return x  # not reached
+
+
+def generate_latents(model, schedule: Schedule, vocals: np.ndarray, window: int, overlap: int,
+                     steps: int, cfg_scale: float, method: str = "dpmsolver++", seed: int = 0,
+                     inpaint: bool = True, progress: bool = False, device="cpu") -> dict:
+    """Accompaniment latents ``[C, T]`` for normalised vocal latents ``[C, T]`` of any length.
+
+    ``T`` must be at least ``window`` or a multiple of 8 (short inputs are padded by the
+    caller). ``inpaint=False`` samples the windows independently and only cross-fades them
+    (the baseline the seam measurement compares against).
+
+    Returns:
+        dict(latents [C, T] float32, starts [frames], known [frames per window],
+        overlap_error [relative RMS gap between each window's prediction of its overlap and
+        the latents it had to continue]).
+    """
+    channels, frames = vocals.shape
+    win = min(window, frames)
+    starts = plan_windows(frames, win, overlap) if frames > window else [0]
+    generator = torch.Generator().manual_seed(int(seed))
+    out = np.zeros((channels, frames), dtype=np.float32)
+    known_counts, errors = [], []
+    bar = tqdm(total=len(starts) * steps, disable=not progress, desc="generate", unit="step")
+    try:
+        end = 0
+        for s in starts:
+            k = max(0, end - s)
+            v = torch.from_numpy(np.ascontiguousarray(vocals[None, :, s:s + win])).to(device)
+            known = torch.from_numpy(np.ascontiguousarray(out[None, :, s:s + k])).to(device) if k else None
+            pred = sample_window(model, schedule, v, steps, cfg_scale, method, generator,
+                                 known=known if inpaint else None, known_frames=k if inpaint else 0,
+                                 on_step=bar.update)[0].float().cpu().numpy()
+            if k:
+                prev = out[:, s:s + k]
+                errors.append(float(np.sqrt(np.mean((pred[:, :k] - prev) ** 2))
+                                    / max(np.sqrt(np.mean(prev ** 2)), 1e-8)))
+                w = (np.arange(1, k + 1, dtype=np.float32) / (k + 1))[None]  # linear cross-fade
+                out[:, s:s + k] = (1 - w) * prev + w * pred[:, :k]
+            out[:, s + k:s + win] = pred[:, k:]
+            known_counts.append(k)
+            end = s + win
+    finally:
+        bar.close()
+    return dict(latents=out, starts=starts, known=known_counts, overlap_error=errors)
+
+
+# --------------------------------------------------------------------------- generate
+
+
+def generate(vocals_path, out_path, mix_path=None, checkpoint=None, steps: Optional[int] = None,
+             cfg_scale: Optional[float] = None, seed: int = 0, codec=None, progress: bool = True,
+             overlap_frames: Optional[int] = None, inpaint: bool = True, device: Optional[str] = None,
+             seam: bool = True) -> dict:
+    """Generate an accompaniment for the vocal in ``vocals_path`` and write it to ``out_path``.
+
+    Args:
+        vocals_path: any common audio file (WAV/FLAC/OGG/MP3, or whatever ffmpeg reads), any
+            rate, mono or stereo, from 1 s to a whole song.
+        out_path: the accompaniment, 44.1 kHz stereo, exactly as long as the input (.wav/.flac/.ogg).
+        mix_path: also write vocal + accompaniment here (loudness-matched, never clipping).
+        checkpoint: a checkpoint folder, an already loaded checkpoint, or None for
+            ``runs/demo/checkpoint``.
+        steps: sampler steps (default ``cfg.diffusion.fast_steps``).
+        cfg_scale: classifier-free guidance scale (default ``cfg.diffusion.cfg_scale``).
+        seed: the same seed gives the same output.
+        codec: a codec name or object overriding the checkpoint's (must have its latent width).
+        overlap_frames: overlap of consecutive windows (default a quarter window).
+        inpaint: continue each window from the previous one (False: independent windows,
+            cross-faded; a baseline).
+        seam: measure the window boundaries with :func:`seam_report` (needs 2+ windows).
+
+    Returns:
+        dict with ``seconds``, ``frames``, ``windows``, ``window_starts_s``, ``overlap_frames``,
+        ``overlap_error`` (mean), ``steps``, ``cfg_scale``, ``timings`` (load/encode/sample/
+        decode/write seconds), ``seam`` (or None) and the written paths.
+
+    Raises:
+        AudioError: missing, unreadable, silent or too short (< 1 s) vocal.
+        CheckpointError: no checkpoint, or one that does not fit the codec.
+    """
+    from . import codecs as codecs_mod
+    from .data.store import denormalise, normalise
+
+    timings = {}
+    t0 = time.perf_counter()
+    vocals_path = Path(vocals_path)
+    vocal_audio = audio_mod.load(vocals_path, sr=SAMPLE_RATE, channels=2)  # [2, N]
+    n = vocal_audio.shape[1]
+    seconds = n / SAMPLE_RATE
+    if seconds < MIN_SECONDS:
+        raise audio_mod.AudioError(vocals_path, f"at least {MIN_SECONDS:g} s of audio", f"{seconds:.2f} s")
+    audio_mod.check_not_silent(vocal_audio, vocals_path)
+    timings["load_s"] = time.perf_counter() - t0
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    loaded = load_model(checkpoint, device=device)
+    model, cfg, stats = loaded.model, loaded.cfg, loaded.stats
+    model.eval()
+    device = next(model.parameters()).device if any(True for _ in model.parameters()) else device
+    where = _shown(getattr(loaded, "folder", None) or checkpoint or default_checkpoint())
+    if codec is None or isinstance(codec, str):
+        codec = codecs_mod.load(codec or cfg.data.codec)
+    _check_match(loaded, codec, where)
+    steps = int(steps if steps is not None else cfg.diffusion.fast_steps)
+    cfg_scale = float(cfg_scale if cfg_scale is not None else cfg.diffusion.cfg_scale)
+    if steps < 1:
+        raise GenerateError(f"steps: expected a positive number of sampler steps, found {steps}")
+    window = int(cfg.data.chunk_frames)
+    overlap = int(overlap_frames if overlap_frames is not None else round(window * OVERLAP_FRACTION))
+    if not 0 <= overlap < window:
+        raise GenerateError(f"overlap_frames: expected 0 <= overlap < {window} (one window), found {overlap}")
+
+    # encode; a vocal shorter than a window is padded with silence to a multiple of 8 frames
+    t0 = time.perf_counter()
+    spf = int(codec.samples_per_frame)
+    frames = codec.frames_for(n, SAMPLE_RATE)
+    padded = frames if frames >= window else _padded_length(frames)
+    to_encode = vocal_audio
+    if padded * spf > n and padded != frames:
+        to_encode = np.pad(vocal_audio, ((0, 0), (0, padded * spf - n)))
+    latents = codec.encode(to_encode, SAMPLE_RATE)[:, :padded]
+    vocals_norm = normalise(latents, stats, "vocal")
+    timings["encode_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    gen = generate_latents(model, Schedule.from_config(cfg), vocals_norm, window, overlap, steps,
+                           cfg_scale, method=cfg.diffusion.fast_sampler, seed=seed, inpaint=inpaint,
+                           progress=progress, device=device)
+    timings["sample_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    accomp_latents = denormalise(gen["latents"][:, :frames], stats, "accomp")
+    accomp = _fit(codec.decode(accomp_latents), n)
+    if int(codec.sample_rate) != SAMPLE_RATE:
+        accomp = _fit(audio_mod.resample(accomp, codec.sample_rate, SAMPLE_RATE), n)
+    accomp = audio_mod.to_channels(accomp, 2)
+    accomp = _limit(accomp)
+    timings["decode_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    audio_mod.save(out_path, accomp, SAMPLE_RATE)
+    if mix_path is not None:
+        audio_mod.save(mix_path, mix(vocal_audio, accomp), SAMPLE_RATE)
+    timings["write_s"] = time.perf_counter() - t0
+
+    fps = SAMPLE_RATE / spf
+    starts_s = [s / fps for s in gen["starts"]]
+    report = None
+    if seam and len(gen["starts"]) > 1:
+        t0 = time.perf_counter()
+        report = seam_report(accomp, starts_s, SAMPLE_RATE, window_s=window / fps)
+        timings["seam_s"] = time.perf_counter() - t0
+    timings["total_s"] = sum(timings.values())
+    errors = gen["overlap_error"]
+    return dict(vocals=str(vocals_path), out=str(out_path), mix=str(mix_path) if mix_path else None,
+                seconds=seconds, frames=frames, padded_frames=padded, window_frames=window,
+                windows=len(gen["starts"]), window_starts_s=starts_s, overlap_frames=overlap,
+                known_frames=gen["known"], inpaint=inpaint,
+                overlap_error=float(np.mean(errors)) if errors else None,
+                steps=steps, cfg_scale=cfg_scale, seed=int(seed), codec=codec.name,
+                timings=timings, realtime_factor=timings["total_s"] / seconds, seam=report)
+
+
+def _fit(x: np.ndarray, n: int) -> np.ndarray:
+    """Trim or zero-pad ``[C, N']`` to exactly ``n`` samples."""
+    return x[:, :n] if x.shape[1] >= n else np.pad(x, ((0, 0), (0, n - x.shape[1])))
+
+
+def _limit(x: np.ndarray, peak: float = PEAK) -> np.ndarray:
+    """Scale ``x`` down so its peak is at most ``peak`` (never up)."""
+    p = float(np.max(np.abs(x))) if x.size else 0.0
+    return (x * (peak / p)).astype(np.float32) if p > peak else x.astype(np.float32)
+
+
+def mix(vocals: np.ndarray, accomp: np.ndarray, accomp_db: float = MIX_ACCOMP_DB) -> np.ndarray:
+    """Vocal + accompaniment ``[2, N]``: the accompaniment at the vocal's RMS level + ``accomp_db``
+    dB, the sum scaled down to a peak of :data:`PEAK` if louder."""
+    accomp = audio_mod.match_loudness(accomp, vocals) * np.float32(10.0 ** (accomp_db / 20.0))
+    return _limit(np.asarray(vocals, np.float32) + accomp)
+
+
+# --------------------------------------------------------------------------- seams
+
+
+def seam_report(accomp_audio: np.ndarray, window_starts_s: Sequence[float], sr: int = SAMPLE_RATE,
+                window_s: Optional[float] = None, context_s: float = SEAM_CONTEXT_S) -> dict:
+    """How audible the window boundaries are: onset strength and local tempo across boundaries
+    versus across mid-window points of the same audio.
+
+    A boundary is the overlap of window ``k-1`` and ``k`` (``[start_k, start_{k-1} + window_s]``;
+    ``±SEAM_RADIUS_S`` around ``start_k`` when ``window_s`` is None), measured at its centre.
+    Reference points are the centres of the stretches between boundaries (one per window).
+
+    * flux: the peak of librosa's onset strength (spectral flux) within the region, divided by
+      the median onset strength of the whole clip; a seam shows as a spike (> 1 = above the
+      typical onset).
+    * tempo jump: librosa's tempo over the ``context_s`` seconds before vs after the point,
+      ``|log2(left/right)|`` after folding octave errors, in percent (0 = same tempo).
+
+    Returns:
+        dict(boundary_flux, within_flux, boundary_tempo_jump_pct, within_tempo_jump_pct,
+        boundaries, within) — means over points; None where there are no points.
+    """
+    import librosa
+
+    x = np.asarray(accomp_audio, dtype=np.float32)
+    mono = x.mean(axis=0) if x.ndim == 2 else x
+    an_sr = 22050
+    if sr != an_sr:
+        mono = audio_mod.resample(mono, sr, an_sr)
+    hop = 512
+    env = librosa.onset.onset_strength(y=mono, sr=an_sr, hop_length=hop)
+    duration = len(mono) / an_sr
+    ref = float(np.median(env)) if env.size else 0.0
+    ref = ref if ref > 1e-8 else float(np.mean(env)) + 1e-8
+    starts = sorted(float(s) for s in window_starts_s)
+
+    centres, radii = [], []
+    for k in range(1, len(starts)):
+        if window_s is not None:
+            lo, hi = starts[k], min(starts[k - 1] + window_s, duration)
+            centres.append((lo + hi) / 2)
+            radii.append(max((hi - lo) / 2, SEAM_RADIUS_S))
+        else:
+            centres.append(starts[k])
+            radii.append(SEAM_RADIUS_S)
+    edges = [0.0] + centres + [duration]
+    mids = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+    mid_radius = float(np.mean(radii)) if radii else SEAM_RADIUS_S
+
+    def frame(s: float) -> int:
+        return int(np.clip(round(s * an_sr / hop), 0, max(len(env) - 1, 0)))
+
+    def flux(c: float, r: float) -> float:
+        seg = env[frame(c - r): frame(c + r) + 1]
+        return float(seg.max()) / ref if seg.size else float("nan")
+
+    def tempo(a: float, b: float) -> float:
+        seg = env[frame(a): frame(b) + 1]
+        if seg.size < 8:
+            return float("nan")
+        return float(librosa.feature.tempo(onset_envelope=seg, sr=an_sr, hop_length=hop)[0])
+
+    def jump(c: float) -> float:
+        left, right = tempo(c - context_s, c), tempo(c, c + context_s)
+        if not (left > 0 and right > 0):
+            return float("nan")
+        d = abs(math.log2(left / right))
+        d = min(d, abs(d - 1), abs(d - 2))  # fold octave (half/double tempo) errors
+        return 100.0 * (2.0 ** d - 1.0)
+
+    def mean(values: list) -> Optional[float]:
+        values = [v for v in values if np.isfinite(v)]
+        return float(np.mean(values)) if values else None
+
+    return dict(
+        boundary_flux=mean([flux(c, r) for c, r in zip(centres, radii)]),
+        within_flux=mean([flux(m, mid_radius) for m in mids]),
+        boundary_tempo_jump_pct=mean([jump(c) for c in centres]),
+        within_tempo_jump_pct=mean([jump(m) for m in mids]),
+        boundaries=len(centres), within=len(mids))
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser) -> None:
+    """The options of ``samuel generate VOCALS -o ACCOMP.wav [--mix MIX.wav] ...``."""
+    parser.add_argument("vocals", help="the vocal: any common audio file, any rate, mono or stereo")
+    parser.add_argument("-o", "--out", required=True, help="the accompaniment to write (.wav/.flac/.ogg)")
+    parser.add_argument("--mix", help="also write vocal + accompaniment here")
+    parser.add_argument("--checkpoint", help="checkpoint folder (default runs/demo/checkpoint)")
+    parser.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's fast_steps)")
+    parser.add_argument("--cfg", type=float, dest="cfg_scale", help="guidance scale (default: the checkpoint's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--codec", choices=["sao", "offline"], help="override the checkpoint's codec")
+    parser.add_argument("--overlap", type=int, dest="overlap_frames",
+                        help="latent frames shared by consecutive windows (default a quarter window)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def main(args) -> int:
+    """Run :func:`generate` from parsed ``args`` and print a short summary."""
+    import json
+
+    result = generate(args.vocals, args.out, mix_path=args.mix, checkpoint=args.checkpoint,
+                      steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed, codec=args.codec,
+                      progress=not args.no_progress, overlap_frames=args.overlap_frames)
+    if getattr(args, "json", False):
+        print(json.dumps(result, indent=2))
+        return 0
+    t = result["timings"]
+    print(f"{result['out']}: {result['seconds']:.1f} s, {result['windows']} window(s), "
+          f"{result['steps']} steps, cfg {result['cfg_scale']:g}; encode {t['encode_s']:.1f} s, "
+          f"sample {t['sample_s']:.1f} s, decode {t['decode_s']:.1f} s")
+    if result["mix"]:
+        print(f"{result['mix']}: vocal + accompaniment")
+    if result["seam"]:
+        s = result["seam"]
+        print(f"seams: boundary flux {s['boundary_flux']:.2f} vs within-window {s['within_flux']:.2f}")
+    return 0

@@ -1,0 +1,121 @@
+"""SPEC §5 training: resume exactness, checkpoints, curves, early stopping, DDP on gloo."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from samuel import checkpoint as ckpt, config
+from samuel.data.store import write_split
+from samuel.train import lr_lambda, read_curves, train
+
+
+def _fake_popdb(root: Path, t=32, rows=(24, 8)):
+    """A tiny POPDB: accompaniment = a function of the vocal, so there is something to learn."""
+    rng = np.random.default_rng(0)
+    for split, n in zip(("train", "val"), rows):
+        folder = root / split
+        folder.mkdir(parents=True)
+        v = rng.standard_normal((n, 64, t)).astype(np.float32)
+        a = (0.8 * np.roll(v, 1, axis=1) + 0.2 * rng.standard_normal((n, 64, t))).astype(np.float32)
+        np.save(folder / "latent_vocal.npy", v)
+        np.save(folder / "latent_accomp.npy", a)
+    return root
+
+
+def _cfg(**kw):
+    base = dict(max_steps=12, eval_every=4, patience=100, batch_size=4)
+    base.update(kw)
+    return config.load("smoke", **base)
+
+
+def test_lr_schedule_warms_up_then_anneals_to_zero():
+    assert lr_lambda(0, 10, 100) == pytest.approx(0.1)
+    assert lr_lambda(9, 10, 100) == pytest.approx(1.0)
+    assert lr_lambda(55, 10, 100) == pytest.approx(0.5, abs=1e-6)
+    assert lr_lambda(100, 10, 100) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_checkpoint_is_safetensors_plus_json_and_loads(tmp_path):
+    data = _fake_popdb(tmp_path / "popdb")
+    summary = train(_cfg(), data_dir=data, run_dir=tmp_path / "run", progress=False)
+    ck = Path(summary["checkpoint"])
+    assert sorted(p.name for p in ck.iterdir()) == ["checkpoint.json", "model.safetensors", "state.safetensors"]
+    meta = json.loads((ck / "checkpoint.json").read_text())
+    assert meta["config"]["profile"] == "smoke" and len(meta["stats"]["accomp"]["mean"]) == 64
+    loaded = ckpt.load_checkpoint(ck)
+    assert not loaded.model.training
+    ema = load_file(str(ck / "state.safetensors"))
+    # the sampling model is an EMA copy, not the raw weights
+    w = "conv_in.weight"
+    assert not torch.equal(ema[f"model.{w}"], ema[f"ema.{w}"])
+    rows = read_curves(tmp_path / "run")
+    assert [r["step"] for r in rows] == [4, 8, 12]
+    assert all(np.isfinite(r["val_loss"]) for r in rows)
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
+    # nothing in the checkpoint is a pickle
+    for p in ck.iterdir():
+        assert not p.read_bytes().startswith(b"\x80")
+
+
+def test_resume_continues_exactly(tmp_path):
+    data = _fake_popdb(tmp_path / "popdb")
+    full = []
+    train(_cfg(), data_dir=data, run_dir=tmp_path / "a", progress=False,
+          on_step=lambda s, l: full.append(l))
+
+    class Kill(Exception):
+        pass
+
+    def killer(step, loss):
+        if step == 6:  # killed after step 6; the last save was at step 4
+            raise Kill
+
+    with pytest.raises(Kill):
+        train(_cfg(), data_dir=data, run_dir=tmp_path / "b", progress=False, on_step=killer)
+    resumed = {}
+    train(_cfg(), data_dir=data, run_dir=tmp_path / "b", resume=True, progress=False,
+          on_step=lambda s, l: resumed.setdefault(s, l))
+    assert min(resumed) == 5
+    for s in range(5, 13):
+        assert resumed[s] == full[s - 1], (s, resumed[s], full[s - 1])
+    a = load_file(str(tmp_path / "a" / "checkpoint" / "state.safetensors"))
+    b = load_file(str(tmp_path / "b" / "checkpoint" / "state.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_early_stopping_stops_on_a_flat_validation_loss(tmp_path):
+    data = _fake_popdb(tmp_path / "popdb")
+    summary = train(_cfg(lr=0.0, max_steps=40, eval_every=2, patience=2), data_dir=data,
+                    run_dir=tmp_path / "run", progress=False)
+    assert summary["stopped_early"] and summary["steps"] < 40
+
+
+def test_wrong_chunk_length_is_a_clear_error(tmp_path):
+    data = _fake_popdb(tmp_path / "popdb", t=16)
+    with pytest.raises(ValueError, match="expected chunks of 32 frames"):
+        train(_cfg(), data_dir=data, run_dir=tmp_path / "run", progress=False)
+
+
+@pytest.mark.slow
+def test_distributed_data_parallel_on_gloo_two_processes(tmp_path):
+    data = _fake_popdb(tmp_path / "popdb")
+    script = tmp_path / "ddp.py"
+    script.write_text(
+        "import sys, torch\n"
+        "from samuel import config\nfrom samuel.train import train\n"
+        "cfg = config.load('smoke', max_steps=4, eval_every=2, batch_size=2)\n"
+        f"train(cfg, data_dir={str(data)!r}, run_dir={str(tmp_path / 'run')!r}, progress=False)\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                        "--master_port=29533", str(script)], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 4
+    assert (tmp_path / "run" / "checkpoint" / "model.safetensors").exists()
