@@ -108,8 +108,8 @@ def _demo() -> Config:
         diffusion=DiffusionConfig(),
         data=DataConfig(codec="offline", chunk_frames=128, corpus_songs=80,
                         corpus_song_seconds=24.0, separator="none"),
-        train=TrainConfig(lr=1e-3, max_steps=1500, warmup_steps=100, eval_every=100,
-                          patience=6, ema_decay=0.995),
+        train=TrainConfig(lr=1e-3, max_steps=800, warmup_steps=50, eval_every=100,
+                          patience=4, ema_decay=0.995),
     )
 
 

@@ -305,7 +305,8 @@ def generate(vocals_path, out_path, mix_path=None, checkpoint=None, steps: Optio
     model, cfg, stats = loaded.model, loaded.cfg, loaded.stats
     model.eval()
     device = next(model.parameters()).device if any(True for _ in model.parameters()) else device
-    where = _shown(getattr(loaded, "folder", None) or checkpoint or default_checkpoint())
+    folder = getattr(loaded, "folder", None) or (checkpoint if not hasattr(checkpoint, "model") else None)
+    where = _shown(Path(folder)) if folder is not None else "checkpoint"
     if codec is None or isinstance(codec, str):
         codec = codecs_mod.load(codec or cfg.data.codec)
     _check_match(loaded, codec, where)

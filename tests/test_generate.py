@@ -1,0 +1,188 @@
+"""SPEC §1: `samuel generate` — any vocal file in, an accompaniment of the same length out."""
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from samuel import audio, config, generate as gen, model
+from samuel.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from samuel.diffusion import Schedule
+
+SR = 44100
+CFG = config.load("smoke")  # chunk 32 frames ≈ 1.49 s with the offline codec
+
+
+def identity_stats(channels: int = 64) -> dict:
+    one = dict(mean=[0.0] * channels, std=[1.0] * channels)
+    return dict(vocal=one, accomp=dict(one))
+
+
+def sung(seconds: float, sr: int = SR, seed: int = 0) -> np.ndarray:
+    """A mono 'sung' line: harmonic tones on a scale, one note per 0.25 s, with a soft attack."""
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sr))
+    t = np.arange(n) / sr
+    notes = 57 + np.array([0, 2, 4, 5, 7, 9, 11, 12])[rng.integers(0, 8, size=int(seconds * 4) + 1)]
+    f0 = 440.0 * 2 ** ((notes[(t * 4).astype(int)] - 69) / 12)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    y = sum(np.sin(k * phase) / k for k in (1, 2, 3))
+    env = np.minimum(1.0, (t * 4 % 1) * 20)
+    return (0.3 * y * env).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """An untrained smoke model saved as a real checkpoint folder (offline codec, identity stats)."""
+    folder = tmp_path_factory.mktemp("ckpt") / "checkpoint"
+    save_checkpoint(folder, model.build(CFG), CFG, identity_stats())
+    return load_checkpoint(folder)
+
+
+@pytest.fixture(scope="module")
+def wavs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("vocals")
+    files = {}
+    files["short"] = d / "short.wav"
+    sf.write(files["short"], np.stack([sung(1.5), sung(1.5, seed=1)]).T, SR)
+    files["long"] = d / "long.wav"  # 4 s = 87 frames = 4 windows of 32 with overlap 8
+    sf.write(files["long"], sung(4.0), SR)
+    files["mono48k_u8"] = d / "mono48k_u8.wav"
+    sf.write(files["mono48k_u8"], sung(1.3, sr=48000), 48000, subtype="PCM_U8")
+    files["silent"] = d / "silent.wav"
+    sf.write(files["silent"], np.zeros((SR * 2, 2), np.float32), SR)
+    files["tiny"] = d / "tiny.wav"
+    sf.write(files["tiny"], sung(0.5), SR)
+    return files
+
+
+def run(ckpt, src, out, **kw):
+    kw.setdefault("progress", False)
+    kw.setdefault("seam", False)
+    return gen.generate(src, out, checkpoint=ckpt, **kw)
+
+
+def test_short_input_gives_exact_duration_44k_stereo(ckpt, wavs, tmp_path):
+    res = run(ckpt, wavs["short"], tmp_path / "a.wav")
+    info = sf.info(str(tmp_path / "a.wav"))
+    assert info.samplerate == SR and info.channels == 2
+    assert info.frames == sf.info(str(wavs["short"])).frames == int(1.5 * SR)
+    assert res["frames"] == 33 and res["windows"] == 2  # 1.5 s is just over one smoke window (32 frames)
+    assert set(res["timings"]) >= {"encode_s", "sample_s", "decode_s"}
+
+
+def test_long_input_uses_overlapping_windows_and_exact_duration(ckpt, wavs, tmp_path):
+    res = run(ckpt, wavs["long"], tmp_path / "a.flac", seam=True)
+    assert sf.info(str(tmp_path / "a.flac")).frames == 4 * SR
+    assert res["windows"] == 4 and res["overlap_frames"] == 8
+    assert res["known_frames"][0] == 0 and all(k >= 8 for k in res["known_frames"][1:])
+    starts = res["window_starts_s"]
+    window_s = res["window_frames"] * 2048 / SR
+    assert all(b < a + window_s for a, b in zip(starts, starts[1:])), "windows must overlap"
+    seam = res["seam"]
+    assert seam["boundaries"] == 3 and seam["within"] == 4
+    assert seam["boundary_flux"] is not None and seam["within_flux"] is not None
+
+
+def test_plan_windows():
+    assert gen.plan_windows(32, 32, 8) == [0]
+    assert gen.plan_windows(86, 32, 8) == [0, 24, 48, 54]
+    assert gen.plan_windows(33, 32, 8) == [0, 1]
+    with pytest.raises(gen.GenerateError):
+        gen.plan_windows(100, 32, 32)
+
+
+def test_inpainting_constrains_the_overlap(ckpt):
+    """Window k+1's own prediction of the overlap follows window k's latents; independent
+    windows do not. The cross-fade starts on window k's latents."""
+    torch.manual_seed(0)
+    vocals = torch.randn(64, 90).numpy()
+    common = dict(window=32, overlap=8, steps=8, cfg_scale=2.0, seed=3)
+    sched = Schedule.from_config(CFG)
+    inpainted = gen.generate_latents(ckpt.model, sched, vocals, **common)
+    independent = gen.generate_latents(ckpt.model, sched, vocals, inpaint=False, **common)
+    err_in, err_free = np.mean(inpainted["overlap_error"]), np.mean(independent["overlap_error"])
+    assert err_in < 0.35 * err_free, (err_in, err_free)
+
+
+def test_sample_window_replaces_known_region_at_every_step(ckpt):
+    """With a denoiser that returns x_t as its clean estimate, the output's known region is
+    the known latents noised only by the last step: close to them, far from fresh noise."""
+    sched = Schedule.from_config(CFG)
+
+    def echo(x, t, vocals, mask):  # v such that x0_from_v(x, v, t) == x
+        a = sched.table("sqrt_ab", x.device)[t].view(-1, 1, 1)
+        s = sched.table("sqrt_1m_ab", x.device)[t].view(-1, 1, 1)
+        return (a - 1) * x / s
+
+    known = torch.full((1, 64, 8), 2.0)
+    out = gen.sample_window(echo, sched, torch.zeros(1, 64, 32), steps=16, cfg_scale=1.0, method="ddim",
+                            generator=torch.Generator().manual_seed(0), known=known, known_frames=8)
+    assert torch.allclose(out[..., :8].mean(), torch.tensor(2.0), atol=0.1)
+    assert abs(float(out[..., 8:].mean())) < 0.5
+
+
+@pytest.mark.parametrize("name", ["mono48k_u8"])
+def test_mono_48k_8bit_input(ckpt, wavs, tmp_path, name):
+    res = run(ckpt, wavs[name], tmp_path / "a.wav")
+    data, sr = sf.read(str(tmp_path / "a.wav"), always_2d=True)
+    assert sr == SR and data.shape == (int(round(1.3 * SR)), 2)
+    assert res["seconds"] == pytest.approx(1.3, abs=1e-3)
+    # shorter than a window: 28 frames padded with silence to 32 (a multiple of 8), then cropped
+    assert res["windows"] == 1 and (res["frames"], res["padded_frames"]) == (28, 32)
+
+
+def test_same_seed_same_output_and_mix_does_not_clip(ckpt, wavs, tmp_path):
+    run(ckpt, wavs["short"], tmp_path / "a.wav", seed=5, mix_path=tmp_path / "m.wav")
+    run(ckpt, wavs["short"], tmp_path / "b.wav", seed=5)
+    run(ckpt, wavs["short"], tmp_path / "c.wav", seed=6)
+    a, b, c = (sf.read(str(tmp_path / f"{x}.wav"))[0] for x in "abc")
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    m = sf.read(str(tmp_path / "m.wav"), dtype="float32")[0]
+    assert m.shape == a.shape and np.abs(m).max() <= 0.99 + 1e-4
+
+
+def test_mix_level_and_peak():
+    v = (0.9 * np.sign(np.sin(np.linspace(0, 200, SR)))).astype(np.float32)[None].repeat(2, 0)
+    a = (0.01 * np.random.default_rng(0).standard_normal((2, SR))).astype(np.float32)
+    m = gen.mix(v, a)
+    assert np.abs(m).max() <= 0.99 + 1e-6
+    quiet = gen.mix(0.1 * v, a) - 0.1 * v
+    assert audio.loudness_db(quiet) == pytest.approx(audio.loudness_db(0.1 * v) + gen.MIX_ACCOMP_DB, abs=0.01)
+
+
+@pytest.mark.parametrize("which, expected", [
+    ("silent", "silence"), ("tiny", "at least 1 s"), ("missing", "no file at this path")])
+def test_bad_vocals_give_one_clear_sentence(ckpt, wavs, tmp_path, which, expected):
+    src = wavs.get(which, tmp_path / "nope.wav")
+    with pytest.raises(audio.AudioError) as err:
+        run(ckpt, src, tmp_path / "a.wav")
+    msg = str(err.value)
+    assert expected in msg and str(src) in msg and "\n" not in msg
+    assert not (tmp_path / "a.wav").exists()
+
+
+def test_missing_default_checkpoint_says_how_to_build_it(wavs, tmp_path, tmp_runs):
+    with pytest.raises(CheckpointError) as err:
+        gen.generate(wavs["short"], tmp_path / "a.wav", progress=False)
+    msg = str(err.value)
+    assert msg.startswith("No checkpoint at ") and "make book" in msg and "--checkpoint DIR" in msg
+    assert "\n" not in msg
+
+
+def test_mismatched_codec_gives_one_clear_sentence(ckpt, wavs, tmp_path):
+    class Narrow:
+        name, latent_channels, samples_per_frame, sample_rate = "narrow", 32, 2048, SR
+
+    with pytest.raises(CheckpointError, match="expected a codec with 64 latent channels"):
+        run(ckpt, wavs["short"], tmp_path / "a.wav", codec=Narrow())
+
+
+def test_cli_arguments_parse():
+    import argparse
+
+    p = argparse.ArgumentParser()
+    gen.add_arguments(p)
+    args = p.parse_args(["v.wav", "-o", "a.wav", "--mix", "m.wav", "--steps", "4", "--cfg", "1.5",
+                         "--seed", "2", "--codec", "offline"])
+    assert (args.vocals, args.out, args.mix, args.steps, args.cfg_scale, args.seed, args.codec) == \
+        ("v.wav", "a.wav", "m.wav", 4, 1.5, 2, "offline")
