@@ -31,12 +31,16 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from . import paths
 from .io import read_json, write_json
+
+# tqdm.auto asks for ipywidgets in a kernel; the book shows no progress widgets, so the warning is noise
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 NOTEBOOKS = (
     "01_data_collection.ipynb",
@@ -133,14 +137,6 @@ def pip_spec() -> str:
     return f"samuel @ git+https://github.com/{REPO}.git@{BRANCH}"
 
 
-def colab_setup() -> bool:
-    """Install the package when running on Colab; do nothing elsewhere. Returns True on Colab."""
-    if "google.colab" not in sys.modules:
-        return False
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", pip_spec()], check=True)
-    return True
-
-
 def shown(path: str | os.PathLike) -> str:
     """``path`` relative to the repository when inside it (outputs that read the same anywhere)."""
     path = Path(path)
@@ -168,6 +164,62 @@ def show_players(audios: dict, sr: int = 44100, seconds: float = 6.0) -> None:
     for label, audio in audios.items():
         display(HTML(f"<b>{label}</b>"))
         display(player(audio, sr, seconds=seconds))
+
+
+# ----------------------------------------------------------------------------- skip work done
+def same_config(folder: str | os.PathLike, cfg) -> bool:
+    """True if the checkpoint in ``folder`` holds weights trained with exactly ``cfg``."""
+    from . import checkpoint as ckpt
+
+    folder = Path(folder)
+    if not (folder / ckpt.MODEL_FILE).exists():
+        return False
+    try:
+        return ckpt.load_meta(folder).get("config") == json.loads(cfg.to_json())
+    except Exception:
+        return False
+
+
+def train_once(cfg, run: RunPaths, progress: bool = False) -> dict:
+    """Train ``cfg`` unless ``run.checkpoint`` already holds a finished run of the same config.
+
+    A run of the same config that was interrupted is resumed (exactly, see
+    :func:`samuel.train.train`); a checkpoint of another config is trained over. Returns the
+    training summary, with ``"reused": True`` when nothing was trained. Book: notebook 04.
+    """
+    from .train import train
+
+    summary_path = run.train / "summary.json"
+    if same_config(run.checkpoint, cfg) and summary_path.exists():
+        summary = read_json(summary_path)
+        if summary.get("steps", 0) >= cfg.train.max_steps or summary.get("stopped_early"):
+            return {**summary, "reused": True}
+    from . import checkpoint as ckpt
+
+    resume = same_config(run.checkpoint, cfg) and (run.checkpoint / ckpt.STATE_FILE).exists()
+    summary = train(cfg, data_dir=run.popdb, run_dir=None if run.default else run.train,
+                    resume=resume, progress=progress)
+    return {**summary, "reused": False}
+
+
+def evaluate_once(cfg, run: RunPaths, progress: bool = False, **kwargs) -> dict:
+    """:func:`samuel.evaluate.evaluate` on ``run``, unless its ``results.json`` is newer than the
+    checkpoint and was made with the same arguments. Book: notebook 06."""
+    from . import checkpoint as ckpt
+    from . import evaluate
+
+    results_path = run.evaluation / "results.json"
+    stamp_path = run.evaluation / "book_arguments.json"
+    model = run.checkpoint / ckpt.MODEL_FILE
+    arguments = {"config": json.loads(cfg.to_json()), **{k: repr(v) for k, v in kwargs.items()}}
+    if (results_path.exists() and model.exists() and stamp_path.exists()
+            and results_path.stat().st_mtime > model.stat().st_mtime
+            and read_json(stamp_path) == arguments):
+        return read_json(results_path)
+    results = evaluate.evaluate(cfg, checkpoint=run.checkpoint, data_dir=run.data,
+                                out_dir=run.evaluation, progress=progress, **kwargs)
+    write_json(stamp_path, arguments)
+    return results
 
 
 # ----------------------------------------------------------------------------- the runner

@@ -231,17 +231,32 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     return float(max(value, 0.0))
 
 
+FEATURE_BLOCKS = ((0, N_MELS), (N_MELS, 2 * N_MELS), (2 * N_MELS, 2 * N_MELS + 12),
+                  (2 * N_MELS + 12, 2 * N_MELS + 24), (2 * N_MELS + 24, 2 * N_MELS + 26))
+# clip_features' parts: log-mel mean, log-mel std, chroma mean, chroma std, onset mean/std
+
+
 def _standardiser(real: np.ndarray):
+    """Centre on the real set's mean and divide each block of :data:`FEATURE_BLOCKS` (the whole
+    vector for other widths) by the RMS over its dimensions of the real set's std.
+
+    One scale per block, not per dimension: each part weighs alike, while a dimension that
+    barely varies among real clips (a silent band) cannot blow up the distance.
+    """
     mean, std = real.mean(0), real.std(0)
-    std = np.where(std > 1e-9, std, 1.0)
-    return lambda x: (np.asarray(x, np.float64) - mean) / std
+    blocks = FEATURE_BLOCKS if real.shape[1] == FEATURE_BLOCKS[-1][1] else ((0, real.shape[1]),)
+    scale = np.ones_like(std)
+    for lo, hi in blocks:
+        rms = float(np.sqrt(np.mean(std[lo:hi] ** 2)))
+        scale[lo:hi] = rms if rms > 1e-9 else 1.0
+    return lambda x: (np.asarray(x, np.float64) - mean) / scale
 
 
 def fad_from_features(gen: np.ndarray, real: np.ndarray, level: float = 0.95,
                       bootstrap: int = BOOTSTRAP, seed: int = 0,
                       reference: np.ndarray | None = None) -> dict:
-    """:func:`frechet_distance` of ``gen`` to ``real`` features, both standardised with the real
-    set's per-dimension mean and std (so dB and chroma weigh alike), with a paired bootstrap
+    """:func:`frechet_distance` of ``gen`` to ``real`` features, both scaled by the real set
+    (:func:`_standardiser`: dB and chroma weigh alike), with a paired bootstrap
     interval over clips (rows resampled together when the sets are paired, i.e. equally long).
 
     ``reference`` (default ``real``) is the set whose mean and std standardise both.
@@ -568,6 +583,7 @@ def evaluate(cfg, checkpoint=None, data_dir=None, out_dir=None, max_clips: int |
     per_clip["real"] = {"key": [], "beat": []}
     feats = {c: [] for c in (*CONDITIONS, "real")}
     clips, examples, truth_sources = [], [], {}
+    refs: dict[int, tuple] = {}  # decoded true accompaniment and truth of the sampler clips
     gen_seconds = 0.0
     decode_seconds = 0.0
     batches = [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
@@ -587,6 +603,8 @@ def evaluate(cfg, checkpoint=None, data_dir=None, out_dir=None, max_clips: int |
             decode_seconds += time.perf_counter() - t1
             truth = clip_truth(song_truth(row["song_id"]), offset_s, clip_seconds, ref, sr)
             truth_sources[truth["source"]] = truth_sources.get(truth["source"], 0) + 1
+            if compare_samplers and i < sampler_clips:
+                refs[i] = (ref, truth)
             per_clip["real"]["key"].append(key_agreement(ref, truth["tonic_pc"], truth["mode"], sr))
             per_clip["real"]["beat"].append(beat_alignment(ref, truth["beat_times"], sr))
             feats["real"].append(clip_features(ref, sr))
@@ -604,7 +622,8 @@ def evaluate(cfg, checkpoint=None, data_dir=None, out_dir=None, max_clips: int |
                     examples.append((i, row, offset_s, gen, ref))
             clips.append({"row": int(picked[i]), "song_id": row["song_id"],
                           "offset_seconds": round(offset_s, 4),
-                          "shuffled_vocal_from": song_ids[perm[i]], "key": key_name(truth["tonic_pc"], truth["mode"]),
+                          "shuffled_vocal_from": song_ids[perm[i]],
+                          "key": key_name(truth["tonic_pc"], truth["mode"]),
                           "beats_in_clip": len(truth["beat_times"])})
 
     fit = {c: {m: _ci(per_clip[c][m]) for m in ("chroma", "key", "beat")} for c in CONDITIONS}
@@ -631,10 +650,7 @@ def evaluate(cfg, checkpoint=None, data_dir=None, out_dir=None, max_clips: int |
             sampler_time[name] = (time.perf_counter() - t0) / k
             vals = {m: [] for m in ("chroma", "key", "beat")}
             for j, i in enumerate(idx):
-                row = rows_info[picked[i]]
-                offset_s = float(row["offset_frame"]) / fps
-                ref = codec.decode(store.denormalise(accomp[i], stats, "accomp"))
-                truth = clip_truth(song_truth(row["song_id"]), offset_s, clip_seconds, ref, sr)
+                ref, truth = refs[i]
                 gen = codec.decode(store.denormalise(lat[j], stats, "accomp"))
                 for m, v in clip_metrics(gen, ref, truth, sr).items():
                     vals[m].append(v)
@@ -797,7 +813,8 @@ def write_outputs(results: Mapping, out_dir: str | os.PathLike) -> None:
     if not s.get("skipped"):
         for name in ("fast", "ancestral"):
             for m, v in s[name]["fit"].items():
-                rows.append([name, s[name]["steps"], m, v["mean"], v["lo"], v["hi"], s[name]["seconds_per_clip"]])
+                rows.append([name, s[name]["steps"], m, v["mean"], v["lo"], v["hi"],
+                             s[name]["seconds_per_clip"]])
     _write_csv(out_dir / "samplers.csv",
                ["sampler", "steps", "metric", "mean", "lo", "hi", "seconds_per_clip"], rows)
     _write_csv(out_dir / "efficiency.csv", ["quantity", "value"],
@@ -901,12 +918,16 @@ def _write_examples(folder: Path, examples, vocals, stats, codec, data_dir: Path
             audio_mod.save(folder / f"{stem}_{name}.wav", x, sr)
 
 
+def _num(x: float) -> str:
+    return f"{x:.3f}" if abs(x) < 100 else f"{x:.4g}"
+
+
 def _fmt(v: Mapping) -> str:
     if v.get("mean") is None:
         return "n/a"
     if v.get("lo") is None:
-        return f"{v['mean']:.3f}"
-    return f"{v['mean']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]"
+        return _num(v["mean"])
+    return f"{_num(v['mean'])} [{_num(v['lo'])}, {_num(v['hi'])}]"
 
 
 def format_table(results: Mapping) -> str:
@@ -916,7 +937,7 @@ def format_table(results: Mapping) -> str:
              f"{results['sampler']['name']} ({results['sampler']['steps']} steps, "
              f"cfg {results['sampler']['cfg_scale']:g}), mean [95 % interval]", ""]
     conds = [*CONDITIONS, "real"]
-    width = 27
+    width = 29
     lines.append("metric".ljust(8) + "".join(c.ljust(width) for c in conds))
     for m in METRICS:
         cells = [(_fmt(results["fit"][c][m]) if m in results["fit"].get(c, {}) else "-").ljust(width)

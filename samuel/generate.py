@@ -2,9 +2,9 @@
 
 Book: notebook 05 (sampling) and the closing page (generating for a whole song).
 
-    >>> from samuel.generate import generate
-    >>> result = generate("vocals.wav", "accomp.wav", mix_path="mix.wav", seed=0)
-    >>> result["windows"], result["timings"]["sample_s"]
+    from samuel.generate import generate
+    result = generate("vocals.wav", "accomp.wav", mix_path="mix.wav", seed=0)
+    result["windows"], result["timings"]["sample_s"], result["seam"]
 
 Pipeline: load (any format, rate, channel count) → encode with the checkpoint's codec →
 normalise with the vocal stats → sample the accompaniment latents window by window →
