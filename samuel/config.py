@@ -72,7 +72,7 @@ class TrainConfig:
     eval_every: int = 500  # steps between validation passes
     patience: int = 10  # early stopping: validation passes without improvement (paper §V)
     bf16: bool = True  # bf16 autocast on GPU (paper §V: "mixed precision")
-    num_workers: int = 0
+    transpose: int = 0  # pitch-shift augmentation: ± semitones, offline codec only (ours)
 
 
 @dataclass(frozen=True)
@@ -108,8 +108,8 @@ def _demo() -> Config:
         diffusion=DiffusionConfig(),
         data=DataConfig(codec="offline", chunk_frames=128, corpus_songs=80,
                         corpus_song_seconds=24.0, separator="none"),
-        train=TrainConfig(lr=1e-3, max_steps=800, warmup_steps=50, eval_every=100,
-                          patience=4, ema_decay=0.995),
+        train=TrainConfig(lr=1e-3, max_steps=4000, warmup_steps=100, eval_every=250,
+                          patience=6, ema_decay=0.998, transpose=6),
     )
 
 

@@ -59,11 +59,39 @@ def _load_split(data_dir: Path, split: str, stats):
     return vocals, accomp
 
 
-def _batch(vocals, accomp, idx: torch.Tensor, device) -> tuple:
+def _batch(vocals, accomp, idx: torch.Tensor, device, augment=None) -> tuple:
     rows = np.sort(idx.numpy())  # memmap-friendly order; the same rows as drawn
-    v = torch.from_numpy(np.ascontiguousarray(vocals[rows], dtype=np.float32)).to(device)
-    a = torch.from_numpy(np.ascontiguousarray(accomp[rows], dtype=np.float32)).to(device)
-    return v, a
+    v = np.ascontiguousarray(vocals[rows], dtype=np.float32)
+    a = np.ascontiguousarray(accomp[rows], dtype=np.float32)
+    if augment is not None:
+        v, a = augment(v, a)
+    return torch.from_numpy(v).to(device), torch.from_numpy(a).to(device)
+
+
+def _transposer(cfg, stats, g: torch.Generator):
+    """Pitch-shift augmentation (``cfg.train.transpose`` semitones either way): vocal and
+    accompaniment of a row are shifted together in codec space, then z-scored.
+
+    With it, the key of a training example is uniform over the range, so the model can only
+    get the key right by listening to the vocal. Only codecs with a ``transpose`` method
+    (the offline codec's semitone bands) support it.
+    """
+    from .codecs import load as load_codec
+    from .data.store import normalise
+
+    codec = load_codec(cfg.data.codec)
+    if not hasattr(codec, "transpose"):
+        raise ValueError(f"train.transpose={cfg.train.transpose}: the {cfg.data.codec!r} codec has no "
+                         "latent transposition; set train__transpose=0")
+    k_max = cfg.train.transpose
+
+    def augment(v_raw, a_raw):
+        ks = torch.randint(-k_max, k_max + 1, (len(v_raw),), generator=g).tolist()
+        v = np.stack([codec.transpose(x, k) for x, k in zip(v_raw, ks)])
+        a = np.stack([codec.transpose(x, k) for x, k in zip(a_raw, ks)])
+        return normalise(v, stats, "vocal"), normalise(a, stats, "accomp")
+
+    return augment
 
 
 @torch.no_grad()
@@ -156,6 +184,7 @@ def train(cfg, data_dir=None, run_dir=None, resume: bool = False, progress: bool
     stats = find_stats(data_dir / "train") or popdb_stats(data_dir / "train")
     tr_v, tr_a = _load_split(data_dir, "train", stats)
     va_v, va_a = _load_split(data_dir, "val", stats)
+    augment = None
     if tr_v.shape[-1] != cfg.data.chunk_frames:
         raise ValueError(f"{data_dir}: expected chunks of {cfg.data.chunk_frames} frames for profile "
                          f"{cfg.profile!r}, found {tr_v.shape[-1]}")
@@ -169,6 +198,11 @@ def train(cfg, data_dir=None, run_dir=None, resume: bool = False, progress: bool
     tc = cfg.train
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, tc.warmup_steps, tc.max_steps))
     g = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    if cfg.train.transpose:
+        from .data.store import load_popdb
+
+        tr_v, tr_a = load_popdb(data_dir / "train", normalise=False)  # raw: shifted, then z-scored
+        augment = _transposer(cfg, stats, g)
     step, best, bad_evals, interval = 0, float("inf"), 0, []
     elapsed = 0.0
 
@@ -199,7 +233,7 @@ def train(cfg, data_dir=None, run_dir=None, resume: bool = False, progress: bool
     while step < tc.max_steps:
         net.train()
         idx = torch.randint(0, n_train, (tc.batch_size,), generator=g)
-        v, a = _batch(tr_v, tr_a, idx, device)
+        v, a = _batch(tr_v, tr_a, idx, device, augment)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
             loss = training_loss(net, schedule, a, v, cfg.diffusion.cond_dropout, g)
         opt.zero_grad(set_to_none=True)

@@ -128,6 +128,27 @@ class OfflineCodec(Codec):
         db = 20.0 * np.log10(np.maximum(levels, 10.0 ** (DB_FLOOR / 20.0)))
         return ((db + DB_OFFSET) / DB_SCALE).astype(np.float32)
 
+    def transpose(self, latents: np.ndarray, semitones: int) -> np.ndarray:
+        """Pitch-shift latents ``[..., 64, T]`` by ``semitones`` (training augmentation).
+
+        Channels 0..59 are semitone bands, so a transposition is a shift along them; the
+        bands vacated at the edge get the silence level, and the four wide (drum) bands are
+        left as they are. Exact above ~90 Hz, where every semitone has its own band.
+        """
+        out = np.array(latents, dtype=np.float32, copy=True)
+        k = int(semitones)
+        if k == 0:
+            return out
+        silence = (DB_FLOOR + DB_OFFSET) / DB_SCALE
+        bands = np.asarray(latents, np.float32)[..., :SEMITONE_BANDS, :]
+        shifted = np.full_like(bands, silence)
+        if k > 0:
+            shifted[..., k:, :] = bands[..., :SEMITONE_BANDS - k, :]
+        else:
+            shifted[..., :SEMITONE_BANDS + k, :] = bands[..., -k:, :]
+        out[..., :SEMITONE_BANDS, :] = shifted
+        return out
+
     def decode(self, latents: np.ndarray) -> np.ndarray:
         """Decode ``[64, T']`` latents into ``[2, T' * 2048]`` float32 audio at 44.1 kHz."""
         import librosa
