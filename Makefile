@@ -30,8 +30,14 @@ $(VENV)/.installed: $(BIN)/python requirements.txt pyproject.toml
 
 setup: system $(VENV)/.installed
 
+# Unit tests (which include the whole book on `smoke`), then nbval re-executes notebooks
+# 01-03 on `demo` and compares their checked outputs with the committed ones. 04-06 train
+# and evaluate two demo models (~15 min), beyond CI's budget: the smoke run checks them.
+NBVAL_DEMO := notebooks/01_data_collection.ipynb notebooks/02_vae_encoding.ipynb notebooks/03_model.ipynb
+
 test: setup
-	$(BIN)/python -m pytest -q -x tests
+	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg $(NBVAL_DEMO)
 
 book: setup
 	$(BIN)/samuel book run --profile $(PROFILE)

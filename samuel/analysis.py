@@ -114,33 +114,40 @@ def plot_mixing(schedule: Schedule, ax=None):
     return ax
 
 
-def mix_ablation(cfg, progress: bool = True, max_clips: Optional[int] = None) -> dict:
+def mix_ablation(cfg, root=None, progress: bool = True, max_clips: Optional[int] = None) -> dict:
     """Train ``cfg`` with ``mix="reversed"`` beside the main (``mix="paper"``) run and compare
     their best validation loss and fit metrics on the test split (SPEC §4's known conflict).
 
-    The ``paper`` variant is the main checkpoint (``runs/<profile>/checkpoint``), trained by
-    notebook 04; the reversed one goes to ``runs/<profile>/ablation/reversed``.
+    ``root`` is the run folder (default ``runs/<profile>``). The ``paper`` variant is its main
+    checkpoint, trained by notebook 04; the reversed one is trained with
+    the same data, steps and seed into ``root/ablation/reversed``.
     """
     import dataclasses
 
     from . import checkpoint as ckpt, evaluate, paths
     from .train import train
 
-    root = paths.run_dir(cfg.profile)
+    from pathlib import Path
+
+    root = Path(root) if root else paths.run_dir(cfg.profile)
+    data = root / "data"
     out = {}
     for mix in ("paper", "reversed"):
         c = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, mix=mix))
         if mix == cfg.model.mix:
-            ck_dir = root / "checkpoint"
+            from .book import run_paths
+
+            ck_dir = run_paths(cfg.profile, root).checkpoint  # where notebook 04 trained it
             if not (ck_dir / ckpt.MODEL_FILE).exists():
-                train(c, progress=progress)
+                train(c, data_dir=data / "popdb", run_dir=root / "train", progress=progress)
         else:
             run = root / "ablation" / mix
             ck_dir = run / "checkpoint"
             if not (ck_dir / ckpt.MODEL_FILE).exists():
-                train(c, run_dir=run, resume=True, progress=progress)
+                train(c, data_dir=data / "popdb", run_dir=run, resume=True, progress=progress)
         info = ckpt.load_meta(ck_dir).get("info", {})
-        res = evaluate.evaluate(c, checkpoint=ck_dir, out_dir=root / "ablation" / mix / "evaluation",
+        res = evaluate.evaluate(c, checkpoint=ck_dir, data_dir=data,
+                                out_dir=root / "ablation" / mix / "evaluation",
                                 max_clips=max_clips, compare_samplers=False, progress=progress)
         out[mix] = {"best_val_loss": info.get("best_val_loss"), "fit": res.get("fit", {})}
     return out

@@ -177,6 +177,11 @@ def main(argv=None) -> int:
         except ImportError:
             pass
         try:
+            from .book import NotebookFailed
+            extra.append(NotebookFailed)
+        except ImportError:
+            pass
+        try:
             from .data.separate import SeparatorUnavailable
             extra.append(SeparatorUnavailable)
         except ImportError:

@@ -37,8 +37,10 @@ class Schedule:
     Hence ``x0 = sqrt(ᾱ_t) x_t − sqrt(1-ᾱ_t) v`` and ``ε = sqrt(1-ᾱ_t) x_t + sqrt(ᾱ_t) v``.
     """
 
-    def __init__(self, timesteps: int = 800, s: float = 0.008, snr_clamp: float = 5.0):
+    def __init__(self, timesteps: int = 800, s: float = 0.008, snr_clamp: float = 5.0,
+                 snr_floor: float = 0.0):
         self.timesteps = timesteps
+        self.snr_floor = snr_floor
         self.betas = cosine_betas(timesteps, s)
         self.alpha_bar = np.cumprod(1.0 - self.betas)  # float64
         self.snr_clamp = snr_clamp
@@ -47,7 +49,7 @@ class Schedule:
     @classmethod
     def from_config(cls, cfg) -> "Schedule":
         d = cfg.diffusion
-        return cls(d.timesteps, d.cosine_s, d.snr_clamp)
+        return cls(d.timesteps, d.cosine_s, d.snr_clamp, d.snr_floor)
 
     def table(self, name: str, device, dtype=torch.float32) -> Tensor:
         key = (name, str(device), dtype)
@@ -80,10 +82,15 @@ class Schedule:
         """``w(t) = ᾱ_t / (1-ᾱ_t)`` (paper eq. 5), clamped at ``snr_clamp`` (SPEC §5).
 
         Unclamped, w reaches ~5e4 at t=0 and the loss is dominated by the easiest steps;
-        Min-SNR weighting (Hang et al. 2023) caps it at 5.
+        Min-SNR weighting (Hang et al. 2023) caps it at 5. At the other end w → 0 as t → T,
+        so the noisiest steps (where the accompaniment's structure and its fit to the vocal
+        are decided) hardly train; ``snr_floor`` > 0 (ours, off in the paper profile) keeps
+        their weight at least that.
         """
         w = self.table("snr", t.device)[t]
-        return w.clamp(max=self.snr_clamp) if self.snr_clamp else w
+        if self.snr_clamp:
+            w = w.clamp(max=self.snr_clamp)
+        return w.clamp(min=self.snr_floor) if self.snr_floor else w
 
 
 def training_loss(model, schedule: Schedule, x0: Tensor, vocals: Tensor, cond_dropout: float = 0.1,

@@ -503,8 +503,11 @@ def evaluate(cfg, checkpoint=None, data_dir=None, out_dir=None, max_clips: int |
              steps: int | None = None, sampler: str = "fast", compare_samplers: bool = True,
              progress: bool = True, seed: int = 0, batch_size: int = 8, sampler_clips: int = 4,
              n_examples: int = 2, codec=None, device: str | None = None,
-             audiobox_checkpoint: str | None = None) -> dict:
+             audiobox_checkpoint: str | None = None, split: str = "test") -> dict:
     """Evaluate a model on the test split (songs never trained on) and write the results.
+
+    ``split="val"`` evaluates on the validation songs instead: that is where settings such
+    as the guidance scale are chosen, so that the test split stays unseen.
 
     Args:
         cfg: the configuration (a checkpoint's own configuration replaces it when loaded).
@@ -540,9 +543,9 @@ def evaluate(cfg, checkpoint=None, data_dir=None, out_dir=None, max_clips: int |
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, cfg, ck_stats, ck_info = _resolve_model(cfg, checkpoint, device)
     data_dir = Path(data_dir) if data_dir is not None else run_dir(cfg.profile) / "data"
-    test_dir = data_dir / "popdb" / "test" if (data_dir / "popdb" / "test").is_dir() else data_dir / "test"
+    test_dir = data_dir / "popdb" / split if (data_dir / "popdb" / split).is_dir() else data_dir / split
     if not test_dir.is_dir():
-        raise FileNotFoundError(f"{data_dir}: expected a test split at popdb/test, found none "
+        raise FileNotFoundError(f"{data_dir}: expected a {split} split at popdb/{split}, found none "
                                 "(run `samuel data build` first)")
     out_dir = Path(out_dir) if out_dir is not None else run_dir(cfg.profile) / "evaluation"
     stats = ck_stats or store.find_stats(test_dir)
@@ -698,7 +701,7 @@ def evaluate(cfg, checkpoint=None, data_dir=None, out_dir=None, max_clips: int |
         efficiency["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
 
     results = {
-        "profile": cfg.profile, "split": "test", "device": str(device), "seed": int(seed),
+        "profile": cfg.profile, "split": split, "device": str(device), "seed": int(seed),
         "codec": codec.name, "n_clips": int(n), "n_songs": len(set(song_ids)),
         "clip_seconds": clip_seconds,
         "sampler": {"name": sampler if sampler == "ancestral" else cfg.diffusion.fast_sampler,

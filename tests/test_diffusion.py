@@ -50,6 +50,9 @@ def test_snr_weight_is_clamped():
     assert torch.allclose(w, raw.clamp(max=5.0))
     assert w.max() == 5.0 and raw.max() > 1000
     assert torch.allclose(Schedule(800, snr_clamp=0).snr_weight(t), raw)
+    floored = Schedule(800, snr_floor=1.0).snr_weight(t)
+    assert torch.allclose(floored, raw.clamp(min=1.0, max=5.0))
+    assert floored.min() == 1.0 and (raw < 1).sum() > 300  # the noisier ~half of the schedule
 
 
 class Spy(torch.nn.Module):
