@@ -124,29 +124,21 @@ def mix_ablation(cfg, root=None, progress: bool = True, max_clips: Optional[int]
     """
     import dataclasses
 
-    from . import checkpoint as ckpt, evaluate, paths
-    from .train import train
+    from . import checkpoint as ckpt, evaluate
+    from .book import run_paths, train_once
 
-    from pathlib import Path
-
-    root = Path(root) if root else paths.run_dir(cfg.profile)
-    data = root / "data"
+    main_run = run_paths(cfg.profile, root)
+    root = main_run.root
     out = {}
     for mix in ("paper", "reversed"):
         c = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, mix=mix))
-        if mix == cfg.model.mix:
-            from .book import run_paths
-
-            ck_dir = run_paths(cfg.profile, root).checkpoint  # where notebook 04 trained it
-            if not (ck_dir / ckpt.MODEL_FILE).exists():
-                train(c, data_dir=data / "popdb", run_dir=root / "train", progress=progress)
-        else:
-            run = root / "ablation" / mix
-            ck_dir = run / "checkpoint"
-            if not (ck_dir / ckpt.MODEL_FILE).exists():
-                train(c, data_dir=data / "popdb", run_dir=run, resume=True, progress=progress)
+        run = main_run if mix == cfg.model.mix else dataclasses.replace(
+            main_run, train=root / "ablation" / mix, checkpoint=root / "ablation" / mix / "checkpoint",
+            default=False)
+        train_once(c, run, progress=progress)  # reuses a finished run of the same configuration
+        ck_dir = run.checkpoint
         info = ckpt.load_meta(ck_dir).get("info", {})
-        res = evaluate.evaluate(c, checkpoint=ck_dir, data_dir=data,
+        res = evaluate.evaluate(c, checkpoint=ck_dir, data_dir=main_run.data,
                                 out_dir=root / "ablation" / mix / "evaluation",
                                 max_clips=max_clips, compare_samplers=False, progress=progress)
         out[mix] = {"best_val_loss": info.get("best_val_loss"), "fit": res.get("fit", {})}

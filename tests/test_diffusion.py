@@ -175,8 +175,14 @@ def test_fast_timesteps_start_at_pure_noise():
 
 def test_tiny_model_overfits_a_conditional_toy_set():
     """Two vocal patterns, each with its own accompaniment: the loss must fall 10x and the
-    samples must follow their condition."""
+    samples must follow their condition.
+
+    The loss watched is the x0-prediction error at t in {400, 550, 700, 799}, where the
+    accompaniment has to come from the condition (at t = 799, x_t is nearly pure noise). The
+    schedule keeps w(t) >= 1 (``snr_floor``) so that these steps train at all.
+    """
     cfg = config.load("smoke", seed=0)
+    sched = Schedule(800, snr_floor=1.0)
     torch.manual_seed(0)
     m = model.build(cfg)
     g = torch.Generator().manual_seed(0)
@@ -184,28 +190,30 @@ def test_tiny_model_overfits_a_conditional_toy_set():
     ramp = torch.linspace(-1, 1, T)
     voc = torch.stack([torch.sin(3 * ramp).expand(64, T), torch.cos(5 * ramp).expand(64, T)])
     acc = torch.stack([ramp.expand(64, T) * 1.0, -ramp.expand(64, T) * 1.0])
-    opt = torch.optim.AdamW(m.parameters(), lr=2e-3)
-    probe_t = torch.tensor([50, 200, 400, 600] * 2)
+    steps = 1400
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+    lr = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    probe_t = torch.tensor([400, 550, 700, 799] * 2)
     probe_noise = torch.randn(8, 64, T, generator=g)
 
     def probe():
         with torch.no_grad():
             x0, v = acc.repeat(4, 1, 1), voc.repeat(4, 1, 1)
-            xt = SCHED.q_sample(x0, probe_t, probe_noise)
-            return (SCHED.snr_weight(probe_t) * (m(xt, probe_t, v) - SCHED.v_target(x0, probe_noise, probe_t))
-                    .pow(2).mean(dim=(1, 2))).mean().item()
+            xt = sched.q_sample(x0, probe_t, probe_noise)
+            return (sched.x0_from_v(xt, m(xt, probe_t, v), probe_t) - x0).pow(2).mean().item()
 
     first = probe()
-    for _ in range(300):
-        idx = torch.randint(0, 2, (16,), generator=g)
-        loss = training_loss(m, SCHED, acc[idx], voc[idx], 0.1, g)
+    for _ in range(steps):
+        idx = torch.randint(0, 2, (32,), generator=g)
+        loss = training_loss(m, sched, acc[idx], voc[idx], 0.1, g)
         opt.zero_grad()
         loss.backward()
         opt.step()
+        lr.step()
     last = probe()
     assert last < first / 10, (first, last)
     m.eval()
-    x = sample_fast(m, SCHED, (2, 64, T), vocals=voc, cfg_scale=1.0, steps=16, generator=g)
+    x = sample_fast(m, sched, (2, 64, T), vocals=voc, cfg_scale=1.0, steps=16, generator=g)
     err_right = (x - acc).pow(2).mean(dim=(1, 2))
     err_swapped = (x - acc.flip(0)).pow(2).mean(dim=(1, 2))
     assert torch.all(err_right < err_swapped / 4), (err_right, err_swapped)
