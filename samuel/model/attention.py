@@ -105,7 +105,9 @@ class SoftAlignmentAttention(nn.Module):
 
     def _split(self, x: Tensor) -> Tensor:  # [B, H*D, T] -> [B, H, T, D]
         b, _, t = x.shape
-        return x.view(b, self.heads, self.head_dim, t).transpose(2, 3)
+        # contiguous: SDPA's fused (flash) CPU kernel needs stride 1 on the last dimension;
+        # without it PyTorch falls back to the math path, ~3x slower at T = 1024
+        return x.view(b, self.heads, self.head_dim, t).transpose(2, 3).contiguous()
 
     def _merge(self, x: Tensor) -> Tensor:  # [B, H, T, D] -> [B, H*D, T]
         b, h, t, d = x.shape
