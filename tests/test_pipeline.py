@@ -82,7 +82,8 @@ def fake_render(seconds_per_song=None, kill_after=None):
 
 def _cfg(**overrides):
     # 10 songs of 3.1 s at 10 frames/s -> 31 frames -> 3 chunks of 8 frames (7 dropped).
-    base = dict(corpus_songs=10, corpus_song_seconds=3.1, chunk_frames=8)
+    base = dict(corpus_songs=10, corpus_song_seconds=3.1, chunk_frames=8, val_fraction=0.1,
+                test_fraction=0.1)
     base.update(overrides)
     return config.load("smoke", **base)
 
@@ -278,11 +279,11 @@ def smoke_build(tmp_path_factory):
 def test_real_end_to_end_smoke(smoke_build):
     tmp_path, summary = smoke_build
     assert summary["counts"]["encoded"] == 8 and summary["counts"]["failed"] == 0
-    assert summary["split_songs"] == {"train": 6, "val": 1, "test": 1}
+    assert summary["split_songs"] == {"train": 4, "val": 2, "test": 2}
     prov = json.loads((tmp_path / "provenance.json").read_text())
     assert prov["codec"]["name"] == "offline" and prov["codec"]["latent_channels"] == 64
     frames = int(np.ceil(6.0 * prov["codec"]["frames_per_second"] - 1e-6))
-    assert summary["chunks"]["train"] == 6 * (frames // 32)
+    assert summary["chunks"]["train"] == 4 * (frames // 32)
     vocals, accomp = store.load_popdb(tmp_path / "popdb" / "train")
     x = np.asarray(accomp)
     assert x.shape == (summary["chunks"]["train"], 64, 32)
