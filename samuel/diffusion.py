@@ -172,6 +172,20 @@ def fast_timesteps(timesteps: int, steps: int) -> list:
     return [int(round(timesteps - 1 - i * timesteps / steps)) for i in range(steps)]
 
 
+def solver_step(alpha_bar, i: int, j: int, x: Tensor, x0: Tensor, prev_x0: Optional[Tensor],
+                prev_h: Optional[float], method: str) -> tuple:
+    """One DDIM / DPM-Solver++(2M) step from timestep ``i`` to ``j < i`` given the data
+    prediction ``x0``; returns ``(x_j, h)`` with ``h`` the step in log-SNR/2 (for the next step)."""
+    a_t, s_t = math.sqrt(alpha_bar[i]), math.sqrt(1 - alpha_bar[i])
+    a_s, s_s = math.sqrt(alpha_bar[j]), math.sqrt(1 - alpha_bar[j])
+    h = math.log(a_s / s_s) - math.log(a_t / s_t)
+    d = x0
+    if method == "dpmsolver++" and prev_x0 is not None:
+        r = prev_h / h
+        d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * prev_x0
+    return (s_s / s_t) * x - a_s * math.expm1(-h) * d, h
+
+
 @torch.no_grad()
 def sample_fast(model, schedule: Schedule, shape, vocals: Optional[Tensor] = None,
                 cfg_scale: float = 1.0, steps: int = 16, method: str = "dpmsolver++",
@@ -199,14 +213,6 @@ def sample_fast(model, schedule: Schedule, shape, vocals: Optional[Tensor] = Non
         if k + 1 == len(ts):
             x = x0  # the last step lands on the data prediction (σ_next = 0)
             break
-        j = ts[k + 1]
-        a_t, s_t = math.sqrt(ab[i]), math.sqrt(1 - ab[i])
-        a_s, s_s = math.sqrt(ab[j]), math.sqrt(1 - ab[j])
-        h = math.log(a_s / s_s) - math.log(a_t / s_t)
-        d = x0
-        if method == "dpmsolver++" and prev_x0 is not None:
-            r = prev_h / h
-            d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * prev_x0
-        x = (s_s / s_t) * x - a_s * math.expm1(-h) * d
+        x, h = solver_step(ab, i, ts[k + 1], x, x0, prev_x0, prev_h, method)
         prev_x0, prev_h = x0, h
     return x

@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 
 from . import audio as audio_mod
 from . import paths
-from .diffusion import Schedule, fast_timesteps, guided_v
+from .diffusion import Schedule, fast_timesteps, guided_v, solver_step
 
 SAMPLE_RATE = 44100  # output rate (SPEC §1: 44.1 kHz stereo)
 MIN_SECONDS = 1.0  # shortest vocal accepted
@@ -195,14 +195,8 @@ def sample_window(model, schedule: Schedule, vocals: Tensor, steps: int, cfg_sca
         if k + 1 == len(ts):
             return x0
         j = ts[k + 1]
-        a_t, s_t = math.sqrt(ab[i]), math.sqrt(1 - ab[i])
-        a_s, s_s = math.sqrt(ab[j]), math.sqrt(1 - ab[j])
-        h = math.log(a_s / s_s) - math.log(a_t / s_t)
-        d = x0
-        if method == "dpmsolver++" and prev_x0 is not None:
-            r = prev_h / h
-            d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * prev_x0
-        x = constrain((s_s / s_t) * x - a_s * math.expm1(-h) * d, j)
+        x, h = solver_step(ab, i, j, x, x0, prev_x0, prev_h, method)
+        x = constrain(x, j)
         prev_x0, prev_h = x0, h
     return x  # not reached
 
