@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt
 from . import paths
 from .diffusion import Schedule, training_loss
-from .io import atomic_path, read_json, write_json
+from .io import atomic_path, write_json
 from .model import build, count_parameters
 
 CURVES_FILE = "curves.csv"
@@ -53,10 +53,10 @@ def _dist():
 
 
 def _load_split(data_dir: Path, split: str, stats):
+    """``(vocals, accomp)`` of a split, z-scored with ``stats``; raw when ``stats`` is None."""
     from .data.store import load_popdb
 
-    vocals, accomp = load_popdb(data_dir / split, normalise=True, stats=stats)
-    return vocals, accomp
+    return load_popdb(data_dir / split, normalise=stats is not None, stats=stats)
 
 
 def _batch(vocals, accomp, idx: torch.Tensor, device, augment=None) -> tuple:
@@ -182,9 +182,9 @@ def train(cfg, data_dir=None, run_dir=None, resume: bool = False, progress: bool
     from .data.store import find_stats, popdb_stats
 
     stats = find_stats(data_dir / "train") or popdb_stats(data_dir / "train")
-    tr_v, tr_a = _load_split(data_dir, "train", stats)
+    # with transposition the rows are read raw, shifted, then z-scored (see _transposer)
+    tr_v, tr_a = _load_split(data_dir, "train", None if cfg.train.transpose else stats)
     va_v, va_a = _load_split(data_dir, "val", stats)
-    augment = None
     if tr_v.shape[-1] != cfg.data.chunk_frames:
         raise ValueError(f"{data_dir}: expected chunks of {cfg.data.chunk_frames} frames for profile "
                          f"{cfg.profile!r}, found {tr_v.shape[-1]}")
@@ -198,11 +198,7 @@ def train(cfg, data_dir=None, run_dir=None, resume: bool = False, progress: bool
     tc = cfg.train
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, tc.warmup_steps, tc.max_steps))
     g = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
-    if cfg.train.transpose:
-        from .data.store import load_popdb
-
-        tr_v, tr_a = load_popdb(data_dir / "train", normalise=False)  # raw: shifted, then z-scored
-        augment = _transposer(cfg, stats, g)
+    augment = _transposer(cfg, stats, g) if cfg.train.transpose else None
     step, best, bad_evals, interval = 0, float("inf"), 0, []
     elapsed = 0.0
 

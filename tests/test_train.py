@@ -119,3 +119,27 @@ def test_distributed_data_parallel_on_gloo_two_processes(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 4
     assert (tmp_path / "run" / "checkpoint" / "model.safetensors").exists()
+
+
+def test_transposition_augmentation_trains_and_resumes_exactly(tmp_path):
+    """train.transpose shifts vocal and accompaniment together; its draws come from the saved
+    generator, so a resumed run still repeats the uninterrupted one."""
+    data = _fake_popdb(tmp_path / "popdb")
+    full = []
+    train(_cfg(transpose=3), data_dir=data, run_dir=tmp_path / "a", progress=False,
+          on_step=lambda s, l: full.append(l))
+    plain = []
+    train(_cfg(), data_dir=data, run_dir=tmp_path / "p", progress=False,
+          on_step=lambda s, l: plain.append(l))
+    assert full != plain  # the augmentation changes what the model sees
+
+    def killer(step, loss):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(transpose=3), data_dir=data, run_dir=tmp_path / "b", progress=False, on_step=killer)
+    resumed = {}
+    train(_cfg(transpose=3), data_dir=data, run_dir=tmp_path / "b", resume=True, progress=False,
+          on_step=lambda s, l: resumed.setdefault(s, l))
+    assert [resumed[s] for s in range(5, 13)] == full[4:12]
