@@ -1,6 +1,6 @@
 """Evaluation: fit to the vocal against two baselines, samplers, efficiency (SPEC §7, paper §VI).
 
-Book: notebook 05 (results). ``samuel evaluate --profile demo [--json]`` runs :func:`evaluate`.
+Book: notebook 06 (results). ``samuel evaluate --profile demo [--json]`` runs :func:`evaluate`.
 
 Fit metrics (ours; the paper has none), each computed per clip on audio at 44.1 kHz whose
 features are taken from a mono mix at 22.05 kHz:
@@ -468,7 +468,9 @@ def _codec_parameters(codec) -> int:
         return 0
     vae = getattr(codec, "vae", None)
     if vae is not None and hasattr(vae, "parameters"):
-        return int(sum(p.numel() for p in vae.parameters()))
+        from .model import count_parameters
+
+        return int(count_parameters(vae))
     return SAO_VAE_PARAMETERS
 
 
