@@ -10,8 +10,14 @@ features are taken from a mono mix at 22.05 kHz:
   against the song's key.
 * ``beat`` -- :func:`beat_alignment`: beat salience ratio of the onset envelope at the song's
   beats (1 = chance).
-* ``fad`` -- :func:`fad`: Fréchet distance between generated and real accompaniments on the
-  fixed feature :func:`clip_features` (a set-level metric; its interval is a bootstrap).
+* ``frechet`` -- :func:`paired_frechet`: per clip, the Fréchet distance between the frame-feature
+  distributions (:func:`frame_features`: log-mel, chroma, onset) of the generated and of the true
+  accompaniment of the same vocal. The real reference is another segment of the same song.
+
+Beside them, a realism measure that is not a fit metric: ``fad`` -- :func:`fad`, the set-level
+Fréchet distance between all generated and all real clips on :func:`clip_features` (bootstrap
+interval), with real vs real as reference. It cannot see which vocal a clip was made for (see
+:func:`paired_frechet`), so the shuffled baseline is not expected to lose on it.
 
 Each is reported as mean with a 95 % interval over clips (:func:`mean_ci`) for three
 conditions of the same model, from the same initial noise: ``conditioned`` (the clip's own
@@ -39,14 +45,17 @@ N_FFT, HOP = 2048, 512  # feature STFT: 93 ms window, 23 ms hop
 N_MELS = 32  # log-mel bands of the Fréchet feature
 BEAT_TOLERANCE_S = 0.07  # ±70 ms: the usual beat-tracking tolerance (mir_eval's F-measure window)
 CONDITIONS = ("conditioned", "shuffled", "null")  # the model, and the two baselines (SPEC §7)
-METRICS = ("chroma", "key", "beat", "fad")  # the fit metrics, in table order
-HIGHER_IS_BETTER = {"chroma": True, "key": True, "beat": True, "fad": False}
+METRICS = ("chroma", "key", "beat", "frechet")  # the fit metrics, in table order
+HIGHER_IS_BETTER = {"chroma": True, "key": True, "beat": True, "frechet": False, "fad": False}
 METRIC_NAMES = {
     "chroma": "chroma agreement with the true accompaniment (mean per-frame Pearson r)",
     "key": "key agreement with the song's key (MIREX weighted score, 0-1)",
     "beat": "beat salience ratio: onset strength at the song's beats / overall (1 = chance)",
-    "fad": "Fréchet distance to real accompaniments on clip_features (lower is better)",
+    "frechet": "paired Fréchet distance: per clip, frame features of the generated vs the true "
+               "accompaniment (lower is better)",
 }
+REALISM = {"fad": "set-level Fréchet distance to the real accompaniments on clip_features "
+                  "(realism, blind to which vocal a clip was made for; lower is better)"}
 SAO_VAE_PARAMETERS = 156_112_514  # the Stable Audio Open VAE (AutoencoderOobleck defaults)
 PAPER_CLIP_FRAMES = 1024  # one paper clip: 1024 frames = 47.55 s (paper §III-C)
 BOOTSTRAP = 200  # resamples for the Fréchet distance interval
@@ -182,12 +191,11 @@ def beat_alignment(gen: np.ndarray, beat_times: Sequence[float], sr: int = 44100
     return float(pooled[frames].mean() / overall)
 
 
-def clip_features(audio: np.ndarray, sr: int = 44100) -> np.ndarray:
-    """The fixed, offline feature of one clip for the Fréchet distance: ``[90]`` float64.
-
-    Mean and std over time of a 32-band log-mel spectrogram (dB; timbre and level), of the
-    chroma (harmony) and of the onset envelope (rhythm). No learned weights: computable anywhere
-    (no CLAP/VGGish package ships its weights offline; TOOLING.md).
+def frame_features(audio: np.ndarray, sr: int = 44100) -> np.ndarray:
+    """The fixed, offline per-frame feature ``[F, 45]`` float64 (hop 23 ms): a 32-band log-mel
+    spectrogram (dB; timbre and level), the 12-bin chroma (harmony) and the onset strength
+    (rhythm). No learned weights: computable anywhere (no CLAP/VGGish package ships its
+    weights offline; TOOLING.md). Blocks: :data:`FRAME_BLOCKS`.
     """
     import librosa
 
@@ -198,8 +206,26 @@ def clip_features(audio: np.ndarray, sr: int = 44100) -> np.ndarray:
     ch = librosa.feature.chroma_stft(S=np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP)) ** 2,
                                      sr=METRIC_SR, tuning=0.0)
     env = librosa.onset.onset_strength(S=logmel, sr=METRIC_SR)
-    parts = [logmel.mean(1), logmel.std(1), ch.mean(1), ch.std(1), [env.mean(), env.std()]]
+    n = min(logmel.shape[1], ch.shape[1], env.shape[0])
+    return np.concatenate([logmel[:, :n], ch[:, :n], env[None, :n]]).T.astype(np.float64)
+
+
+FRAME_BLOCKS = ((0, N_MELS), (N_MELS, N_MELS + 12), (N_MELS + 12, N_MELS + 13))
+# frame_features' parts: log-mel, chroma, onset strength
+
+
+def clip_features_from_frames(frames: np.ndarray) -> np.ndarray:
+    """:func:`clip_features` from :func:`frame_features` (computes the frame features once)."""
+    f = np.asarray(frames, np.float64)
+    mel, ch, env = (f[:, lo:hi] for lo, hi in FRAME_BLOCKS)
+    parts = [mel.mean(0), mel.std(0), ch.mean(0), ch.std(0), [env.mean(), env.std()]]
     return np.concatenate([np.asarray(p, np.float64) for p in parts])
+
+
+def clip_features(audio: np.ndarray, sr: int = 44100) -> np.ndarray:
+    """The fixed clip-level feature of the set-level Fréchet distance (:func:`fad`): ``[90]``,
+    mean and std over time of each part of :func:`frame_features` (log-mel, chroma, onset)."""
+    return clip_features_from_frames(frame_features(audio, sr))
 
 
 # --------------------------------------------------------------------------- statistics
@@ -236,7 +262,7 @@ FEATURE_BLOCKS = ((0, N_MELS), (N_MELS, 2 * N_MELS), (2 * N_MELS, 2 * N_MELS + 1
 # clip_features' parts: log-mel mean, log-mel std, chroma mean, chroma std, onset mean/std
 
 
-def _standardiser(real: np.ndarray):
+def _standardiser(real: np.ndarray, blocks: Sequence | None = None):
     """Centre on the real set's mean and divide each block of :data:`FEATURE_BLOCKS` (the whole
     vector for other widths) by the RMS over its dimensions of the real set's std.
 
@@ -244,7 +270,8 @@ def _standardiser(real: np.ndarray):
     barely varies among real clips (a silent band) cannot blow up the distance.
     """
     mean, std = real.mean(0), real.std(0)
-    blocks = FEATURE_BLOCKS if real.shape[1] == FEATURE_BLOCKS[-1][1] else ((0, real.shape[1]),)
+    if blocks is None:
+        blocks = FEATURE_BLOCKS if real.shape[1] == FEATURE_BLOCKS[-1][1] else ((0, real.shape[1]),)
     scale = np.ones_like(std)
     for lo, hi in blocks:
         rms = float(np.sqrt(np.mean(std[lo:hi] ** 2)))
@@ -305,6 +332,31 @@ def real_vs_real(real: np.ndarray, groups: Sequence | None = None, **kw) -> dict
     if mask.all() or not mask.any():
         mask = np.arange(len(real)) % 2 == 0
     return fad_from_features(real[mask], real[~mask], reference=real, **kw) | {"n": int(len(real))}
+
+
+def frame_standardiser(real_frames: Sequence[np.ndarray]):
+    """The scale of the paired Fréchet distance: centre on the mean of all real frames and divide
+    each block of :data:`FRAME_BLOCKS` by the RMS over its dimensions of their std, so that
+    timbre, harmony and rhythm weigh alike (see :func:`_standardiser`)."""
+    pooled = np.concatenate([np.asarray(f, np.float64) for f in real_frames])
+    return _standardiser(pooled, FRAME_BLOCKS)
+
+
+def paired_frechet(gen_frames: np.ndarray, real_frames: np.ndarray, standardise=None) -> float:
+    """The fit Fréchet distance of one clip: :func:`frechet_distance` between the distributions
+    of the frame features (:func:`frame_features`) of a generated clip and of the true
+    accompaniment of the same vocal, both scaled by ``standardise`` (:func:`frame_standardiser`).
+
+    Why paired: a set-level distance (:func:`fad`) compares the set of generated clips with the
+    set of real ones and does not know which vocal each clip was made for; given the vocal of
+    another song, a perfect model would return that song's true accompaniment, the set of
+    outputs would be the set of real clips, and the set-level distance would be 0, the best
+    possible. It measures realism, not fit. Paired, each clip is compared with the
+    accompaniment of its own vocal: another song's accompaniment in another key, tempo or
+    groove is far, the true one is 0.
+    """
+    z = standardise or (lambda x: np.asarray(x, np.float64))
+    return frechet_distance(z(gen_frames), z(real_frames))
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95, method: str = "t",
@@ -390,6 +442,18 @@ def derangement(song_ids: Sequence[str], seed: int = 0) -> np.ndarray:
                 step += 1
             perm[i] = order[(k + step) % n]
     return perm
+
+
+def other_segment(song_ids: Sequence[str]) -> list:
+    """For clip ``i``, the index of the next clip of the same song (cyclically), or None."""
+    by_song: dict = {}
+    for i, sid in enumerate(song_ids):
+        by_song.setdefault(sid, []).append(i)
+    out = []
+    for i, sid in enumerate(song_ids):
+        group = by_song[sid]
+        out.append(group[(group.index(i) + 1) % len(group)] if len(group) > 1 else None)
+    return out
 
 
 def select_clips(song_ids: Sequence[str], max_clips: int | None) -> list[int]:
@@ -586,7 +650,7 @@ def evaluate(cfg, checkpoint=None, data_dir=None, out_dir=None, max_clips: int |
     # ---- generate, decode, measure, batch by batch
     per_clip = {c: {m: [] for m in ("chroma", "key", "beat")} for c in CONDITIONS}
     per_clip["real"] = {"key": [], "beat": []}
-    feats = {c: [] for c in (*CONDITIONS, "real")}
+    frames_of = {c: [] for c in (*CONDITIONS, "real")}  # per clip: frame_features [F, 45]
     clips, examples, truth_sources = [], [], {}
     refs: dict[int, tuple] = {}  # decoded true accompaniment and truth of the sampler clips
     gen_seconds = 0.0
@@ -612,14 +676,14 @@ def evaluate(cfg, checkpoint=None, data_dir=None, out_dir=None, max_clips: int |
                 refs[i] = (ref, truth)
             per_clip["real"]["key"].append(key_agreement(ref, truth["tonic_pc"], truth["mode"], sr))
             per_clip["real"]["beat"].append(beat_alignment(ref, truth["beat_times"], sr))
-            feats["real"].append(clip_features(ref, sr))
+            frames_of["real"].append(frame_features(ref, sr))
             if predictor is not None:
                 aesthetics["real"] += audiobox_score(predictor, [ref], sr)
             for c in CONDITIONS:
                 gen = codec.decode(store.denormalise(out[c][j], stats, "accomp"))
                 for m, v in clip_metrics(gen, ref, truth, sr).items():
                     per_clip[c][m].append(v)
-                feats[c].append(clip_features(gen, sr))
+                frames_of[c].append(frame_features(gen, sr))
                 if predictor is not None:
                     aesthetics[c] += audiobox_score(predictor, [gen], sr)
                 if (c == "conditioned" and len(examples) < n_examples
@@ -631,11 +695,21 @@ def evaluate(cfg, checkpoint=None, data_dir=None, out_dir=None, max_clips: int |
                           "key": key_name(truth["tonic_pc"], truth["mode"]),
                           "beats_in_clip": len(truth["beat_times"])})
 
-    fit = {c: {m: _ci(per_clip[c][m]) for m in ("chroma", "key", "beat")} for c in CONDITIONS}
-    fit["real"] = {m: _ci(per_clip["real"][m]) for m in ("key", "beat")}
-    real_feats = np.stack(feats["real"])
+    # the fit Fréchet distance, paired per clip; the real reference is another segment of the
+    # same song (right style, key and tempo, but not this segment's accompaniment)
+    z = frame_standardiser(frames_of["real"])
+    for c in CONDITIONS:
+        per_clip[c]["frechet"] = [paired_frechet(g, r, z) for g, r in zip(frames_of[c], frames_of["real"])]
+    per_clip["real"]["frechet"] = [
+        paired_frechet(frames_of["real"][other], frames_of["real"][i], z) if other is not None
+        else float("nan") for i, other in enumerate(other_segment(song_ids))]
+    fit = {c: {m: _ci(per_clip[c][m]) for m in METRICS} for c in CONDITIONS}
+    fit["real"] = {m: _ci(per_clip["real"][m]) for m in ("key", "beat", "frechet")}
+    # realism (not fit): the set-level Fréchet distance, beside real vs real
+    real_feats = np.stack([clip_features_from_frames(f) for f in frames_of["real"]])
     for k, c in enumerate(CONDITIONS):
-        fit[c]["fad"] = fad_from_features(np.stack(feats[c]), real_feats, seed=seed + k)
+        fit[c]["fad"] = fad_from_features(np.stack([clip_features_from_frames(f) for f in frames_of[c]]),
+                                          real_feats, seed=seed + k)
     fit["real"]["fad"] = real_vs_real(real_feats, song_ids, seed=seed)
     beats_baselines = {
         m: all(beats(fit["conditioned"][m], fit[base][m], HIGHER_IS_BETTER[m])
@@ -713,6 +787,8 @@ def evaluate(cfg, checkpoint=None, data_dir=None, out_dir=None, max_clips: int |
         "conditions": list(CONDITIONS),
         "metrics": {m: {"description": METRIC_NAMES[m], "higher_is_better": HIGHER_IS_BETTER[m]}
                     for m in METRICS},
+        "realism": {m: {"description": d, "higher_is_better": HIGHER_IS_BETTER[m]}
+                    for m, d in REALISM.items()},
         "fit": fit,
         "beats_baselines": beats_baselines,
         "beats_baselines_all": all(beats_baselines.values()),
@@ -851,16 +927,19 @@ def _plot_fit(results: Mapping, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.4))
+    shown = [m for m in (*METRICS, *REALISM) if m in results["fit"]["conditioned"]]
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.6))
     colors = {"conditioned": "tab:blue", "shuffled": "tab:orange", "null": "tab:gray", "real": "tab:green"}
-    for ax, m in zip(axes, METRICS):
+    real_label = {"fad": "real vs\nreal", "frechet": "real, other\nsegment"}
+    for ax, m in zip(axes, shown):
         conds = [c for c in (*CONDITIONS, "real") if m in results["fit"].get(c, {})]
-        labels = ["real vs real" if (c == "real" and m == "fad") else c for c in conds]
+        labels = [real_label.get(m, c) if c == "real" else c for c in conds]
         _bar(ax, labels, [results["fit"][c][m] for c in conds], [colors[c] for c in conds])
         arrow = "higher is better" if HIGHER_IS_BETTER[m] else "lower is better"
-        ax.set_title(f"{m} ({arrow})", fontsize=9)
+        kind = "realism, not fit" if m in REALISM else arrow
+        ax.set_title(f"{m} ({kind})", fontsize=9)
         ax.set_ylabel({"chroma": "Pearson r", "key": "MIREX score", "beat": "salience ratio",
-                       "fad": "Fréchet distance"}[m])
+                       "frechet": "paired Fréchet distance", "fad": "set Fréchet distance"}[m])
     fig.suptitle(f"Fit to the vocal, mean and 95 % interval over {results['n_clips']} test clips")
     fig.tight_layout()
     _save_fig(fig, path)
@@ -944,11 +1023,14 @@ def format_table(results: Mapping) -> str:
     conds = [*CONDITIONS, "real"]
     width = 29
     lines.append("metric".ljust(8) + "".join(c.ljust(width) for c in conds))
-    for m in METRICS:
+    for m in (*METRICS, *REALISM):
+        if m not in results["fit"]["conditioned"]:
+            continue
         cells = [(_fmt(results["fit"][c][m]) if m in results["fit"].get(c, {}) else "-").ljust(width)
                  for c in conds]
         lines.append(m.ljust(8) + "".join(cells))
-    lines.append("(real: the true accompaniment; its fad is real vs real, half against half)")
+    lines.append("(real: the true accompaniment; its frechet is to another segment of the same song;")
+    lines.append(" fad is realism, not fit: set against set, blind to the pairing; real: half vs half)")
     lines.append("")
     for m in METRICS:
         lines.append(f"conditioned beats shuffled and null on {m}: {results['beats_baselines'][m]}")

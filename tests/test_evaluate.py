@@ -95,6 +95,30 @@ def test_fad_on_clip_features_and_real_vs_real():
     assert rr["n"] == 6 and rr["mean"] >= 0
 
 
+def test_paired_frechet_sees_the_pairing_the_set_distance_cannot():
+    """Oracle accompaniments: each vocal's own true accompaniment vs the true accompaniment of
+    another song (the perfect answer to a shuffled vocal). The set-level distance is the same
+    for both (the same set of clips), the paired one is 0 for the own and > 0 for the other."""
+    rng = np.random.default_rng(3)
+    real = []
+    for k in range(4):  # four songs: keys 0, 3, 6, 9 and different click tempi
+        y = progression(shift=3 * k) + clicks(np.arange(0, 4, 0.3 + 0.1 * k), 4.0)
+        real.append(y + 0.01 * rng.standard_normal(y.size).astype(np.float32))
+    frames = [ev.frame_features(x) for x in real]
+    assert frames[0].shape[1] == ev.FRAME_BLOCKS[-1][1] == ev.N_MELS + 13
+    np.testing.assert_allclose(ev.clip_features_from_frames(frames[0]), ev.clip_features(real[0]))
+    perm = ev.derangement(["a", "b", "c", "d"])
+    z = ev.frame_standardiser(frames)
+    own = [ev.paired_frechet(frames[i], frames[i], z) for i in range(4)]
+    other = [ev.paired_frechet(frames[perm[i]], frames[i], z) for i in range(4)]
+    assert max(own) == pytest.approx(0.0, abs=1e-6) and min(other) > 0.5
+    clip = np.stack([ev.clip_features_from_frames(f) for f in frames])
+    set_own = ev.fad_from_features(clip, clip, bootstrap=0)["mean"]
+    set_other = ev.fad_from_features(clip[perm], clip, bootstrap=0)["mean"]
+    assert set_own == pytest.approx(set_other, abs=1e-6)
+    assert ev.other_segment(["a", "a", "b", "a", "c"]) == [1, 3, None, 0, None]
+
+
 def test_mean_ci_covers_the_mean():
     from scipy import stats
 
@@ -205,7 +229,8 @@ def test_evaluate_end_to_end_on_a_tiny_fake_popdb(tmp_path, tmp_runs, monkeypatc
     for c in ev.CONDITIONS:
         for m in ev.METRICS:
             assert set(res["fit"][c][m]) >= {"mean", "lo", "hi", "n"}
-    assert set(res["fit"]["real"]) == {"key", "beat", "fad"}
+    assert set(res["fit"]["real"]) == {"key", "beat", "frechet", "fad"}
+    assert "fad" in res["fit"]["conditioned"] and "fad" not in res["beats_baselines"]
     assert set(res["beats_baselines"]) == set(ev.METRICS)
     assert all(isinstance(v, bool) for v in res["beats_baselines"].values())
     s = res["samplers"]
