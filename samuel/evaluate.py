@@ -262,12 +262,15 @@ FEATURE_BLOCKS = ((0, N_MELS), (N_MELS, 2 * N_MELS), (2 * N_MELS, 2 * N_MELS + 1
 # clip_features' parts: log-mel mean, log-mel std, chroma mean, chroma std, onset mean/std
 
 
-def _standardiser(real: np.ndarray, blocks: Sequence | None = None):
-    """Centre on the real set's mean and divide each block of :data:`FEATURE_BLOCKS` (the whole
-    vector for other widths) by the RMS over its dimensions of the real set's std.
+def _standardiser(real: np.ndarray, blocks: Sequence | None = None, per_block: bool = False):
+    """Centre on the real set's mean and divide each block of ``blocks`` (default
+    :data:`FEATURE_BLOCKS`; the whole vector for other widths) by the RMS over its dimensions of
+    the real set's std.
 
-    One scale per block, not per dimension: each part weighs alike, while a dimension that
-    barely varies among real clips (a silent band) cannot blow up the distance.
+    One scale per block, not per dimension: a dimension that barely varies among real clips (a
+    silent band) cannot blow up the distance. With ``per_block`` the scale is also multiplied by
+    sqrt(block width), so that each block's total variance is 1 and a block of 32 dimensions
+    weighs as much as one of 1.
     """
     mean, std = real.mean(0), real.std(0)
     if blocks is None:
@@ -275,7 +278,7 @@ def _standardiser(real: np.ndarray, blocks: Sequence | None = None):
     scale = np.ones_like(std)
     for lo, hi in blocks:
         rms = float(np.sqrt(np.mean(std[lo:hi] ** 2)))
-        scale[lo:hi] = rms if rms > 1e-9 else 1.0
+        scale[lo:hi] = (rms if rms > 1e-9 else 1.0) * (math.sqrt(hi - lo) if per_block else 1.0)
     return lambda x: (np.asarray(x, np.float64) - mean) / scale
 
 
@@ -337,9 +340,10 @@ def real_vs_real(real: np.ndarray, groups: Sequence | None = None, **kw) -> dict
 def frame_standardiser(real_frames: Sequence[np.ndarray]):
     """The scale of the paired Fréchet distance: centre on the mean of all real frames and divide
     each block of :data:`FRAME_BLOCKS` by the RMS over its dimensions of their std, so that
-    timbre, harmony and rhythm weigh alike (see :func:`_standardiser`)."""
+    timbre (32 log-mel bands), harmony (12 chroma bins) and rhythm (1 onset strength) weigh
+    alike: each block's total variance over the real frames is 1 (see :func:`_standardiser`)."""
     pooled = np.concatenate([np.asarray(f, np.float64) for f in real_frames])
-    return _standardiser(pooled, FRAME_BLOCKS)
+    return _standardiser(pooled, FRAME_BLOCKS, per_block=True)
 
 
 def paired_frechet(gen_frames: np.ndarray, real_frames: np.ndarray, standardise=None) -> float:

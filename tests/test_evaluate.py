@@ -109,6 +109,9 @@ def test_paired_frechet_sees_the_pairing_the_set_distance_cannot():
     np.testing.assert_allclose(ev.clip_features_from_frames(frames[0]), ev.clip_features(real[0]))
     perm = ev.derangement(["a", "b", "c", "d"])
     z = ev.frame_standardiser(frames)
+    pooled = z(np.concatenate(frames))
+    for lo, hi in ev.FRAME_BLOCKS:  # timbre, harmony and rhythm weigh alike
+        assert pooled[:, lo:hi].var(0).sum() == pytest.approx(1.0, rel=1e-6)
     own = [ev.paired_frechet(frames[i], frames[i], z) for i in range(4)]
     other = [ev.paired_frechet(frames[perm[i]], frames[i], z) for i in range(4)]
     assert max(own) == pytest.approx(0.0, abs=1e-6) and min(other) > 0.5
