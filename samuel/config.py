@@ -28,6 +28,9 @@ class ModelConfig:
     time_dim: int = 512  # width of the sinusoidal time embedding MLP (ours; paper silent)
     groups: int = 32  # GroupNorm groups (ours; paper: "Group Normalization")
     mid_blocks: int = 1  # residual blocks before and after the bottleneck attention (ours)
+    # also feed the vocal latents (or the null condition) to the input convolution, beside x_t
+    # (ours; off in the paper, where the vocal enters through cross-attention only)
+    vocal_concat: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class DiffusionConfig:
     cfg_scale: float = 2.0  # classifier-free guidance scale at sampling (ours; paper silent)
     fast_sampler: str = "dpmsolver++"  # few-step sampler: "dpmsolver++" or "ddim" (SPEC §5)
     fast_steps: int = 16  # its default step count (>= 40x fewer than 800)
+    ddim_eta: float = 0.0  # DDIM's stochasticity: 0 deterministic, 1 ancestral (ours)
 
 
 @dataclass(frozen=True)
@@ -104,15 +108,23 @@ def _demo() -> Config:
         profile="demo",
         # The first width stays at 64 = latent channels: a narrower full-resolution path
         # cannot carry the identity of x_t, and v ≈ ε at small t needs it.
+        # vocal_concat: the paper's local attention has no positional information inside its
+        # window (±8 frames, about one beat), so through cross-attention alone the demo model
+        # could not place drum hits on the vocal's beats (beat salience at chance); the vocal
+        # also at the input convolution fixes that (book: "differences").
         model=ModelConfig(channels=(64, 96, 128, 192), heads=4, head_dim=32, time_dim=128,
-                          groups=8),
+                          groups=8, vocal_concat=True),
         # snr_floor: without it the noisiest steps, where the fit to the vocal is decided, get
         # weight ~0 and the demo model hardly listens to the vocal (book: "differences").
-        # cfg_scale 4: the best of {2, 4, 7} on the validation songs (chroma and key agreement).
-        diffusion=DiffusionConfig(snr_floor=1.0, cfg_scale=4.0),
-        data=DataConfig(codec="offline", chunk_frames=128, corpus_songs=80,
+        # cfg_scale 4: the best of {2, 4, 7} on the validation songs (fit metrics).
+        # DDIM with eta = 1 (the ancestral step, in 16 steps): on the validation songs its output
+        # is less rough than deterministic DPM-Solver++'s (frame-to-frame change 0.61 vs 0.70
+        # z-units; real 0.29), with better chroma agreement (0.15 vs 0.09) and paired Fréchet
+        # distance (1.38 vs 1.48) and the same beat salience (book: "differences").
+        diffusion=DiffusionConfig(snr_floor=1.0, cfg_scale=4.0, fast_sampler="ddim", ddim_eta=1.0),
+        data=DataConfig(codec="offline", chunk_frames=128, corpus_songs=120,
                         corpus_song_seconds=24.0, separator="none"),
-        train=TrainConfig(lr=1e-3, max_steps=3000, warmup_steps=100, eval_every=250,
+        train=TrainConfig(lr=1e-3, max_steps=8000, warmup_steps=100, eval_every=250,
                           patience=6, ema_decay=0.998, transpose=6),
     )
 

@@ -173,12 +173,25 @@ def fast_timesteps(timesteps: int, steps: int) -> list:
 
 
 def solver_step(alpha_bar, i: int, j: int, x: Tensor, x0: Tensor, prev_x0: Optional[Tensor],
-                prev_h: Optional[float], method: str) -> tuple:
+                prev_h: Optional[float], method: str, eta: float = 0.0,
+                generator: Optional[torch.Generator] = None) -> tuple:
     """One DDIM / DPM-Solver++(2M) step from timestep ``i`` to ``j < i`` given the data
-    prediction ``x0``; returns ``(x_j, h)`` with ``h`` the step in log-SNR/2 (for the next step)."""
+    prediction ``x0``; returns ``(x_j, h)`` with ``h`` the step in log-SNR/2 (for the next step).
+
+    ``eta`` > 0 (DDIM only) makes the step stochastic (Song et al. 2021, eq. 16):
+    ``x_j = α_j x0 + sqrt(1 − ᾱ_j − σ²) ε̂ + σ z`` with
+    ``σ = η sqrt((1 − ᾱ_j)/(1 − ᾱ_i)) sqrt(1 − ᾱ_i/ᾱ_j)``; η = 1 is the ancestral (DDPM)
+    step over the skipped timesteps, the paper's sampler in few steps.
+    """
     a_t, s_t = math.sqrt(alpha_bar[i]), math.sqrt(1 - alpha_bar[i])
     a_s, s_s = math.sqrt(alpha_bar[j]), math.sqrt(1 - alpha_bar[j])
     h = math.log(a_s / s_s) - math.log(a_t / s_t)
+    if method == "ddim" and eta > 0:
+        sigma = eta * math.sqrt((1 - alpha_bar[j]) / (1 - alpha_bar[i])) \
+            * math.sqrt(max(1 - alpha_bar[i] / alpha_bar[j], 0.0))
+        eps = (x - a_t * x0) / s_t
+        z = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
+        return a_s * x0 + math.sqrt(max(1 - alpha_bar[j] - sigma ** 2, 0.0)) * eps + sigma * z, h
     d = x0
     if method == "dpmsolver++" and prev_x0 is not None:
         r = prev_h / h
@@ -190,9 +203,10 @@ def solver_step(alpha_bar, i: int, j: int, x: Tensor, x0: Tensor, prev_x0: Optio
 def sample_fast(model, schedule: Schedule, shape, vocals: Optional[Tensor] = None,
                 cfg_scale: float = 1.0, steps: int = 16, method: str = "dpmsolver++",
                 generator: Optional[torch.Generator] = None, callback: Optional[Callback] = None,
-                progress: bool = False, device="cpu") -> Tensor:
-    """A few-step sampler: deterministic DDIM (Song et al. 2021) or DPM-Solver++(2M)
-    (Lu et al. 2022) on the data prediction, both with classifier-free guidance.
+                progress: bool = False, device="cpu", eta: float = 0.0) -> Tensor:
+    """A few-step sampler: DDIM (Song et al. 2021; deterministic at ``eta`` = 0, ancestral at
+    ``eta`` = 1, see :func:`solver_step`) or DPM-Solver++(2M) (Lu et al. 2022) on the data
+    prediction, both with classifier-free guidance.
 
     Both work in the data-prediction form: with ``λ = log(sqrt(ᾱ)/sqrt(1-ᾱ))``, DDIM is the
     first-order step ``x_s = (σ_s/σ_t) x_t − α_s (e^{-h} − 1) x0`` and DPM-Solver++(2M) adds a
@@ -213,6 +227,6 @@ def sample_fast(model, schedule: Schedule, shape, vocals: Optional[Tensor] = Non
         if k + 1 == len(ts):
             x = x0  # the last step lands on the data prediction (σ_next = 0)
             break
-        x, h = solver_step(ab, i, ts[k + 1], x, x0, prev_x0, prev_h, method)
+        x, h = solver_step(ab, i, ts[k + 1], x, x0, prev_x0, prev_h, method, eta, generator)
         prev_x0, prev_h = x0, h
     return x

@@ -556,10 +556,18 @@ def _sample(model, schedule, shape, vocals, cfg, sampler, steps, seed, device) -
         x = diffusion.sample_ancestral(model, schedule, tuple(shape), **kw)
     elif sampler == "fast":
         x = diffusion.sample_fast(model, schedule, tuple(shape), steps=steps,
-                                  method=cfg.diffusion.fast_sampler, **kw)
+                                  method=cfg.diffusion.fast_sampler,
+                                  eta=float(getattr(cfg.diffusion, "ddim_eta", 0.0)), **kw)
     else:
         raise ValueError(f"unknown sampler {sampler!r}: expected 'fast' or 'ancestral'")
     return x.float().cpu().numpy()
+
+
+def fast_name(cfg) -> str:
+    """The fast sampler's name as reported: ``dpmsolver++``, ``ddim`` or ``ddim-eta1``."""
+    eta = float(getattr(cfg.diffusion, "ddim_eta", 0.0))
+    name = cfg.diffusion.fast_sampler
+    return f"{name}-eta{eta:g}" if name == "ddim" and eta > 0 else name
 
 
 def _sync(device) -> None:
@@ -743,7 +751,7 @@ def evaluate(cfg, checkpoint=None, data_dir=None, out_dir=None, max_clips: int |
         ratio = sampler_time["ancestral"] / max(sampler_time["fast"], 1e-12)
         samplers = {
             "clips": k,
-            "fast": {"name": cfg.diffusion.fast_sampler, "steps": steps,
+            "fast": {"name": fast_name(cfg), "steps": steps,
                      "seconds_per_clip": sampler_time["fast"], "fit": sampler_fit["fast"]},
             "ancestral": {"name": "ancestral (DDPM, paper)", "steps": int(schedule.timesteps),
                           "seconds_per_clip": sampler_time["ancestral"], "fit": sampler_fit["ancestral"]},
@@ -784,7 +792,7 @@ def evaluate(cfg, checkpoint=None, data_dir=None, out_dir=None, max_clips: int |
         "profile": cfg.profile, "split": split, "device": str(device), "seed": int(seed),
         "codec": codec.name, "n_clips": int(n), "n_songs": len(set(song_ids)),
         "clip_seconds": clip_seconds,
-        "sampler": {"name": sampler if sampler == "ancestral" else cfg.diffusion.fast_sampler,
+        "sampler": {"name": sampler if sampler == "ancestral" else fast_name(cfg),
                     "steps": int(schedule.timesteps) if sampler == "ancestral" else steps,
                     "cfg_scale": float(cfg.diffusion.cfg_scale)},
         "checkpoint": ck_info,

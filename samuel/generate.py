@@ -146,7 +146,7 @@ def _padded_length(frames: int) -> int:
 def sample_window(model, schedule: Schedule, vocals: Tensor, steps: int, cfg_scale: float,
                   method: str = "dpmsolver++", generator: Optional[torch.Generator] = None,
                   known: Optional[Tensor] = None, known_frames: int = 0,
-                  on_step: Optional[Callable[[], None]] = None) -> Tensor:
+                  on_step: Optional[Callable[[], None]] = None, eta: float = 0.0) -> Tensor:
     """Few-step sampling of one window with the first ``known_frames`` frames inpainted.
 
     The same DDIM / DPM-Solver++(2M) update as :func:`samuel.diffusion.sample_fast` (data
@@ -195,7 +195,7 @@ def sample_window(model, schedule: Schedule, vocals: Tensor, steps: int, cfg_sca
         if k + 1 == len(ts):
             return x0
         j = ts[k + 1]
-        x, h = solver_step(ab, i, j, x, x0, prev_x0, prev_h, method)
+        x, h = solver_step(ab, i, j, x, x0, prev_x0, prev_h, method, eta, generator)
         x = constrain(x, j)
         prev_x0, prev_h = x0, h
     return x  # not reached
@@ -203,7 +203,8 @@ def sample_window(model, schedule: Schedule, vocals: Tensor, steps: int, cfg_sca
 
 def generate_latents(model, schedule: Schedule, vocals: np.ndarray, window: int, overlap: int,
                      steps: int, cfg_scale: float, method: str = "dpmsolver++", seed: int = 0,
-                     inpaint: bool = True, progress: bool = False, device="cpu") -> dict:
+                     inpaint: bool = True, progress: bool = False, device="cpu",
+                     eta: float = 0.0) -> dict:
     """Accompaniment latents ``[C, T]`` for normalised vocal latents ``[C, T]`` of any length.
 
     ``T`` must be at least ``window`` or a multiple of 8 (short inputs are padded by the
@@ -230,7 +231,7 @@ def generate_latents(model, schedule: Schedule, vocals: np.ndarray, window: int,
             known = torch.from_numpy(np.ascontiguousarray(out[None, :, s:s + k])).to(device) if k else None
             pred = sample_window(model, schedule, v, steps, cfg_scale, method, generator,
                                  known=known if inpaint else None, known_frames=k if inpaint else 0,
-                                 on_step=bar.update)[0].float().cpu().numpy()
+                                 on_step=bar.update, eta=eta)[0].float().cpu().numpy()
             if k:
                 prev = out[:, s:s + k]
                 errors.append(float(np.sqrt(np.mean((pred[:, :k] - prev) ** 2))
@@ -328,7 +329,7 @@ def generate(vocals_path, out_path, mix_path=None, checkpoint=None, steps: Optio
     t0 = time.perf_counter()
     gen = generate_latents(model, Schedule.from_config(cfg), vocals_norm, window, overlap, steps,
                            cfg_scale, method=cfg.diffusion.fast_sampler, seed=seed, inpaint=inpaint,
-                           progress=progress, device=device)
+                           progress=progress, device=device, eta=cfg.diffusion.ddim_eta)
     timings["sample_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -136,8 +136,9 @@ def _nonzero_outputs(m):
     return m
 
 
-def test_null_condition_is_used_when_vocals_is_none():
-    cfg = config.load("smoke")
+@pytest.mark.parametrize("concat", [False, True])
+def test_null_condition_is_used_when_vocals_is_none(concat):
+    cfg = config.load("smoke", vocal_concat=concat)
     m = _nonzero_outputs(model.build(cfg)).eval()
     with torch.no_grad():
         m.null_vocal.normal_()
@@ -152,6 +153,27 @@ def test_null_condition_is_used_when_vocals_is_none():
     assert torch.allclose(a, b, atol=1e-6)
     assert not torch.allclose(a, c, atol=1e-4)
     assert torch.allclose(d[0], c[0], atol=1e-5) and torch.allclose(d[1], a[1], atol=1e-5)
+
+
+def test_vocal_concat_feeds_the_vocal_to_the_input_convolution():
+    """With ``vocal_concat`` the vocal reaches the output through the input convolution even
+    while every cross-attention output is still zero (its initial state), at the frames where
+    it changed; without it, only cross-attention carries the vocal."""
+    x, t = torch.randn(1, 64, 64), torch.tensor([300])
+    vocals = torch.randn(1, 64, 64)
+    moved = vocals.clone()
+    moved[..., 20] += 3.0
+    changed = {}
+    for concat in (False, True):
+        cfg = config.load("smoke", vocal_concat=concat)
+        m = model.build(cfg).eval()
+        torch.nn.init.normal_(m.conv_out.weight, std=0.05)  # attention outputs stay zero
+        assert m.conv_in.in_channels == 64 * (2 if concat else 1)
+        with torch.no_grad():
+            changed[concat] = (m(x, t, moved) - m(x, t, vocals)).abs().amax(dim=1)[0]
+    assert changed[False].max() == 0
+    assert changed[True].max() > 0 and changed[True].argmax().item() in range(16, 25)
+    assert config.load("paper").model.vocal_concat is False
 
 
 def test_same_seed_same_output():

@@ -114,7 +114,8 @@ class SamuelUNet(nn.Module):
                              persistent=False)
         attn = dict(heads=m.heads, head_dim=m.head_dim, window=m.window, mix=m.mix)
         self.vocal_encoder = VocalEncoder(m.latent_channels, c, m.groups)
-        self.conv_in = nn.Conv1d(m.latent_channels, c[0], 3, padding=1)
+        self.vocal_concat = bool(getattr(m, "vocal_concat", False))
+        self.conv_in = nn.Conv1d(m.latent_channels * (2 if self.vocal_concat else 1), c[0], 3, padding=1)
         self.xattn = nn.ModuleList([SoftAlignmentAttention(ci, ci, **attn) for ci in c])
         self.downs = nn.ModuleList([ResBlock(c[i], c[i + 1], m.time_dim, m.groups, down=True)
                                     for i in range(3)])
@@ -148,8 +149,10 @@ class SamuelUNet(nn.Module):
             raise ValueError(f"x_t: expected a length divisible by 8 (three halvings), found T={T}")
         sab = self.sqrt_alpha_bar[t]
         temb = self.time_mlp(timestep_embedding(t, self.sin_dim))
-        vfeats = self.vocal_encoder(self.condition(vocals, cond_mask, x_t))
-        h = self.xattn[0](self.conv_in(x_t), vfeats[0], sab)
+        cond = self.condition(vocals, cond_mask, x_t)
+        vfeats = self.vocal_encoder(cond)
+        h = self.conv_in(torch.cat([x_t, cond], dim=1) if self.vocal_concat else x_t)
+        h = self.xattn[0](h, vfeats[0], sab)
         skips = [h]
         for i, down in enumerate(self.downs):
             h = self.xattn[i + 1](down(h, temb), vfeats[i + 1], sab)
