@@ -183,10 +183,12 @@ def solver_step(alpha_bar, i: int, j: int, x: Tensor, x0: Tensor, prev_x0: Optio
     ``σ = η sqrt((1 − ᾱ_j)/(1 − ᾱ_i)) sqrt(1 − ᾱ_i/ᾱ_j)``; η = 1 is the ancestral (DDPM)
     step over the skipped timesteps, the paper's sampler in few steps.
     """
+    if eta > 0 and method != "ddim":
+        raise ValueError(f"eta = {eta:g}: only the 'ddim' sampler is stochastic, not {method!r}")
     a_t, s_t = math.sqrt(alpha_bar[i]), math.sqrt(1 - alpha_bar[i])
     a_s, s_s = math.sqrt(alpha_bar[j]), math.sqrt(1 - alpha_bar[j])
     h = math.log(a_s / s_s) - math.log(a_t / s_t)
-    if method == "ddim" and eta > 0:
+    if eta > 0:
         sigma = eta * math.sqrt((1 - alpha_bar[j]) / (1 - alpha_bar[i])) \
             * math.sqrt(max(1 - alpha_bar[i] / alpha_bar[j], 0.0))
         eps = (x - a_t * x0) / s_t

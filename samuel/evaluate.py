@@ -557,7 +557,7 @@ def _sample(model, schedule, shape, vocals, cfg, sampler, steps, seed, device) -
     elif sampler == "fast":
         x = diffusion.sample_fast(model, schedule, tuple(shape), steps=steps,
                                   method=cfg.diffusion.fast_sampler,
-                                  eta=float(getattr(cfg.diffusion, "ddim_eta", 0.0)), **kw)
+                                  eta=cfg.diffusion.ddim_eta, **kw)
     else:
         raise ValueError(f"unknown sampler {sampler!r}: expected 'fast' or 'ancestral'")
     return x.float().cpu().numpy()
@@ -565,9 +565,8 @@ def _sample(model, schedule, shape, vocals, cfg, sampler, steps, seed, device) -
 
 def fast_name(cfg) -> str:
     """The fast sampler's name as reported: ``dpmsolver++``, ``ddim`` or ``ddim-eta1``."""
-    eta = float(getattr(cfg.diffusion, "ddim_eta", 0.0))
-    name = cfg.diffusion.fast_sampler
-    return f"{name}-eta{eta:g}" if name == "ddim" and eta > 0 else name
+    name, eta = cfg.diffusion.fast_sampler, cfg.diffusion.ddim_eta
+    return f"{name}-eta{eta:g}" if eta > 0 else name
 
 
 def _sync(device) -> None:

@@ -165,6 +165,8 @@ def test_stochastic_ddim_converges_to_the_ancestral_sampler_with_steps():
     b = sample_fast(GaussianDenoiser(1.5, 0.5), SCHED, (64, 1, 8), steps=16, method="ddim",
                     generator=g)
     assert not torch.allclose(a, b)  # eta = 0 is the deterministic DDIM
+    with pytest.raises(ValueError, match="only the 'ddim' sampler"):
+        sample_fast(GaussianDenoiser(1.5, 0.5), SCHED, (4, 1, 8), steps=4, eta=1.0)
 
 
 @pytest.mark.parametrize("sampler", ["ancestral", "dpmsolver++"])

@@ -114,7 +114,7 @@ class SamuelUNet(nn.Module):
                              persistent=False)
         attn = dict(heads=m.heads, head_dim=m.head_dim, window=m.window, mix=m.mix)
         self.vocal_encoder = VocalEncoder(m.latent_channels, c, m.groups)
-        self.vocal_concat = bool(getattr(m, "vocal_concat", False))
+        self.vocal_concat = bool(m.vocal_concat)
         self.conv_in = nn.Conv1d(m.latent_channels * (2 if self.vocal_concat else 1), c[0], 3, padding=1)
         self.xattn = nn.ModuleList([SoftAlignmentAttention(ci, ci, **attn) for ci in c])
         self.downs = nn.ModuleList([ResBlock(c[i], c[i + 1], m.time_dim, m.groups, down=True)
