@@ -103,7 +103,7 @@ def _paper() -> Config:
 
 
 def _demo() -> Config:
-    # A laptop-CPU scale: the whole book in well under an hour on 2 cores (SPEC §8).
+    # A laptop-CPU scale (SPEC §8: well under an hour): the whole book in ~45 min on 2 cores.
     return Config(
         profile="demo",
         # The first width stays at 64 = latent channels: a narrower full-resolution path
