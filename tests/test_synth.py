@@ -1,14 +1,15 @@
-"""Tests for the synthetic corpus (samuel.data.synth)."""
+"""Tests for the synthetic corpus: composing (samuel.data.compose), rendering
+(samuel.data.render) and the corpus on disk (samuel.data.synth)."""
 import json
 import warnings
 
 import numpy as np
 import pytest
 
-from samuel.data import synth
+from samuel.data import compose, render, synth
 
 SECONDS = 6.0
-SR = synth.SR
+SR = compose.SR
 
 # Krumhansl–Kessler key profiles
 MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -17,20 +18,20 @@ MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 
 
 @pytest.fixture(scope="module")
 def builtin_audio():
-    song = synth.compose(3, SECONDS)
-    return song, synth.render(song, backend="builtin")
+    song = compose.compose(3, SECONDS)
+    return song, render.render(song, backend="builtin")
 
 
 def test_compose_is_deterministic_and_seeds_differ():
-    a, b, c = synth.compose(5, SECONDS), synth.compose(5, SECONDS), synth.compose(6, SECONDS)
+    a, b, c = compose.compose(5, SECONDS), compose.compose(5, SECONDS), compose.compose(6, SECONDS)
     assert a == b
-    assert synth.truth(a) == synth.truth(b)
+    assert compose.truth(a) == compose.truth(b)
     assert a.notes != c.notes
 
 
 def test_builtin_render_deterministic_lengths_sum_no_clipping(builtin_audio):
     song, audio = builtin_audio
-    again = synth.render(synth.compose(3, SECONDS), backend="builtin")
+    again = render.render(compose.compose(3, SECONDS), backend="builtin")
     n = round(SECONDS * SR)
     for stem in ("vocals", "accomp", "mix"):
         assert audio[stem].shape == (2, n)
@@ -39,25 +40,25 @@ def test_builtin_render_deterministic_lengths_sum_no_clipping(builtin_audio):
         assert np.abs(audio[stem]).max() < 0.99
         assert np.abs(audio[stem]).max() > 0.05
     assert np.array_equal(audio["vocals"] + audio["accomp"], audio["mix"])
-    other = synth.render(synth.compose(4, SECONDS), backend="builtin")
+    other = render.render(compose.compose(4, SECONDS), backend="builtin")
     assert not np.array_equal(other["mix"], audio["mix"])
 
 
 def test_odd_length_is_exact():
-    audio = synth.render(synth.compose(1, 4.37), backend="builtin")
+    audio = render.render(compose.compose(1, 4.37), backend="builtin")
     assert audio["mix"].shape == (2, round(4.37 * SR))
 
 
 def test_fluidsynth_backend_or_recorded_fallback(record_property):
-    if not synth.fluidsynth_available():
-        assert synth.resolve_backend("auto") == "builtin"
+    if not render.fluidsynth_available():
+        assert render.resolve_backend("auto") == "builtin"
         record_property("fluidsynth", "unavailable: auto fell back to builtin")
         warnings.warn("fluidsynth backend not available: tested the builtin fallback only")
         return
-    record_property("fluidsynth", synth.find_soundfont())
-    assert synth.resolve_backend("auto") == "fluidsynth"
-    song = synth.compose(8, SECONDS)
-    a, b = synth.render(song, backend="fluidsynth"), synth.render(song, backend="fluidsynth")
+    record_property("fluidsynth", render.find_soundfont())
+    assert render.resolve_backend("auto") == "fluidsynth"
+    song = compose.compose(8, SECONDS)
+    a, b = render.render(song, backend="fluidsynth"), render.render(song, backend="fluidsynth")
     n = round(SECONDS * SR)
     for stem in ("vocals", "accomp", "mix"):
         assert a[stem].shape == (2, n) and a[stem].dtype == np.float32
@@ -70,8 +71,8 @@ def test_fluidsynth_backend_or_recorded_fallback(record_property):
 
 def test_truth_is_consistent():
     for seed in range(10):
-        song = synth.compose(seed, SECONDS)
-        info = synth.truth(song, "builtin")
+        song = compose.compose(seed, SECONDS)
+        info = compose.truth(song, "builtin")
         json.dumps(info)
         beats = np.array(info["beat_times"])
         assert np.allclose(np.diff(beats), 60.0 / info["tempo_bpm"])
@@ -92,18 +93,18 @@ def test_truth_is_consistent():
                 continue
             chord = next(c for c in chords if c["start"] <= t < c["end"])
             total += 1
-            hits += sounding[0][0] % 12 in synth.chord_pcs(chord["root_pc"], chord["quality"])
+            hits += sounding[0][0] % 12 in compose.chord_pcs(chord["root_pc"], chord["quality"])
         assert total > 0 and hits / total >= 0.7
         sixteenth = 60.0 / info["tempo_bpm"] / 4
         for m in melody:
             assert abs(m[1] / sixteenth - round(m[1] / sixteenth)) < 1e-3
-        scale = synth.MAJOR_SCALE if info["mode"] == "major" else synth.MINOR_SCALE
+        scale = compose.MAJOR_SCALE if info["mode"] == "major" else compose.MINOR_SCALE
         in_scale = np.mean([(m[0] - info["tonic_pc"]) % 12 in scale for m in melody])
         assert in_scale >= 0.9
 
 
 def test_variety_across_seeds():
-    songs = [synth.compose(synth.song_seed(0, i), 8.0) for i in range(20)]
+    songs = [compose.compose(compose.song_seed(0, i), 8.0) for i in range(20)]
     assert len({s.key_name for s in songs}) >= 6
     tempi = [s.tempo_bpm for s in songs]
     assert max(tempi) - min(tempi) >= 30
@@ -124,8 +125,8 @@ def test_key_is_recoverable_from_the_vocal_alone():
     librosa = pytest.importorskip("librosa")
     ranks = []
     for i in range(8):
-        song = synth.compose(synth.song_seed(1, i), 8.0)
-        vocals = synth.render(song, backend="builtin")["vocals"].mean(axis=0)
+        song = compose.compose(compose.song_seed(1, i), 8.0)
+        vocals = render.render(song, backend="builtin")["vocals"].mean(axis=0)
         chroma = librosa.feature.chroma_stft(y=vocals, sr=SR, n_fft=8192, hop_length=4096, tuning=0.0)
         ranks.append(_key_rank(chroma.mean(axis=1), song.tonic_pc, song.mode))
     # the true key beats at least 19 of the 23 others for most songs (the relative key and the
@@ -145,7 +146,7 @@ def test_render_corpus_writes_and_resumes(tmp_path):
         assert sr == SR and mix.shape == (round(3.0 * SR), 2)
         assert np.array_equal(vocals + accomp, mix)
         info = json.loads((tmp_path / r["song_id"] / "truth.json").read_text())
-        assert info["seed"] == synth.song_seed(1, int(r["song_id"][-4:])) and info["backend"] == "builtin"
+        assert info["seed"] == compose.song_seed(1, int(r["song_id"][-4:])) and info["backend"] == "builtin"
     stamp = (tmp_path / "synth_0000" / "mix.wav").stat().st_mtime_ns
     (tmp_path / "synth_0001" / "truth.json").unlink()  # an interrupted song
     again = synth.render_corpus(tmp_path, 2, 3.0, seed=1, backend="builtin", progress=False)
