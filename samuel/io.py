@@ -1,6 +1,9 @@
 """Atomic writes: a temp file in the same folder, then ``os.replace``.
 
-A run killed at any moment leaves either the old file or the new one, never half of one.
+A run killed at any moment leaves either the old file or the new one, never half of one; the
+file gets the mode any new file would (the umask's), not the temp file's private 0600.
+
+Book: design §2 (every step resumable: atomic writes).
 """
 from __future__ import annotations
 
@@ -24,10 +27,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.exists():  # mkstemp makes 0600 files; give the result the umask's usual mode
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
