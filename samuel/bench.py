@@ -1,8 +1,15 @@
-"""``samuel bench model|codec``: numbers, not assertions (speed and memory targets live here).
+"""``samuel bench model|codec|gpu``: numbers, not assertions (speed and memory targets live here).
 
-Targets for the paper profile on a 2-thread CPU (issue "Core"): fast sampler ≥ 40× faster than
-the 800-step sampler; training step at batch 16 ≤ 2.5 s with peak RSS ≤ 3.2 GB; one CFG
-sampling step ≤ 130 ms.
+Targets for the paper profile on a 2-thread CPU: fast sampler ≥ 40× faster than the 800-step
+sampler; training step at batch 16 ≤ 2.5 s with peak RSS ≤ 3.2 GB; one CFG sampling step
+≤ 130 ms. ``samuel bench model --device cuda`` measures the same on a GPU.
+
+``samuel bench gpu`` is the check to run first on a GPU machine (a Colab A100, about a minute):
+training steps/s of the paper model at batch 16 in bf16, seconds for one 1024-frame clip with
+the 800-step and the fast sampler, and encode/decode seconds of a full-size Stable Audio Open
+VAE (random weights: the speed does not depend on them) for one 47.55 s clip, in float32 and
+in float16, with the difference float16 decoding makes; peak GPU memory of each part. On a
+machine without a GPU it says so in one line (book: "Reproduce it").
 """
 from __future__ import annotations
 
@@ -15,18 +22,86 @@ import time
 
 import torch
 
+from .devices import resolve, synchronize
+
 TARGETS = {"train_step_s": 2.5, "train_peak_rss_gb": 3.2, "cfg_step_ms": 130.0, "fast_speedup": 40.0}
 
 
-def _time(fn, repeat: int = 3, warmup: int = 1) -> float:
+def _time(fn, repeat: int = 3, warmup: int = 1, device="cpu") -> float:
+    """Best of ``repeat`` timed calls of ``fn`` after ``warmup`` calls (synchronised on a GPU)."""
     for _ in range(warmup):
         fn()
     best = float("inf")
     for _ in range(repeat):
+        synchronize(device)
         t0 = time.perf_counter()
         fn()
+        synchronize(device)
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def _timed(fn, device) -> tuple:
+    """``(fn(), seconds)`` with the device synchronised before and after."""
+    synchronize(device)
+    t0 = time.perf_counter()
+    out = fn()
+    synchronize(device)
+    return out, time.perf_counter() - t0
+
+
+def _reset_peak(device) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_gb(device) -> float:
+    """Peak memory since :func:`_reset_peak`: CUDA's allocator on a GPU, else the process's peak RSS."""
+    if str(device).startswith("cuda"):
+        return torch.cuda.max_memory_allocated(device) / 1e9
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def train_steps_per_second(cfg, device: str, batch_size: int = 16, frames: int | None = None,
+                           warmup: int = 2, steps: int = 10, bf16: bool = True) -> dict:
+    """Optimiser steps per second of ``cfg``'s model, as :func:`samuel.train.train` runs them.
+
+    One step: v-prediction loss under bf16 autocast (when ``bf16``), backward, gradient clip,
+    AdamW, on random latents ``[batch_size, 64, frames]`` held on ``device``.
+
+    Returns:
+        ``dict(train_steps_per_s, train_step_s, train_peak_gb, batch_size, frames, bf16)``.
+    """
+    from . import diffusion, model as model_mod
+
+    frames = int(frames or cfg.data.chunk_frames)
+    torch.manual_seed(cfg.seed)
+    m = model_mod.build(cfg).to(device).train()
+    sched = diffusion.Schedule.from_config(cfg)
+    opt = torch.optim.AdamW(m.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    g = torch.Generator().manual_seed(cfg.seed)
+    c = cfg.model.latent_channels
+    x = torch.randn(batch_size, c, frames, generator=g).to(device)
+    v = torch.randn(batch_size, c, frames, generator=g).to(device)
+    kind = torch.device(device).type
+
+    def step():
+        with torch.autocast(kind, dtype=torch.bfloat16, enabled=bf16):
+            loss = diffusion.training_loss(m, sched, x, v, cfg.diffusion.cond_dropout, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.train.grad_clip)
+        opt.step()
+
+    _reset_peak(device)
+    for _ in range(warmup):
+        step()
+    _, seconds = _timed(lambda: [step() for _ in range(steps)], device)
+    out = {"train_steps_per_s": steps / seconds, "train_step_s": seconds / steps,
+           "train_peak_gb": _peak_gb(device), "batch_size": int(batch_size), "frames": frames,
+           "bf16": bool(bf16)}
+    del m, opt, x, v
+    return out
 
 
 def _train_step_child(profile: str, threads: int, overrides: dict) -> dict:
@@ -52,50 +127,63 @@ def _train_step_child(profile: str, threads: int, overrides: dict) -> dict:
     return {"train_step_s": s, "train_peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
 
 
-def bench_model(cfg, threads: int | None = None, slice_steps: int = 20) -> dict:
-    """Parameters, forward ms (batch 1 and 16), a training step, a CFG step, both samplers."""
+def bench_model(cfg, threads: int | None = None, slice_steps: int = 20, device: str = "cpu") -> dict:
+    """Parameters, forward ms (batch 1 and 16), a training step, a CFG step, both samplers.
+
+    ``device`` "cpu" (the default: the CPU targets above) or a GPU ("cuda", "auto"); on a GPU
+    the training step runs in this process under bf16 autocast (``cfg.train.bf16``) and its
+    peak is CUDA's allocator peak instead of the process RSS.
+    """
     from . import model as model_mod
     from .diffusion import Schedule, guided_v, sample_ancestral, sample_fast
 
+    device = resolve(device)
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     t_len = cfg.data.chunk_frames
-    m = model_mod.build(cfg).eval()
+    m = model_mod.build(cfg).to(device).eval()
     sched = Schedule.from_config(cfg)
-    res = {"profile": cfg.profile, "threads": threads, "frames": t_len, "device": "cpu",
+    res = {"profile": cfg.profile, "threads": threads, "frames": t_len, "device": device,
            "parameters": model_mod.count_parameters(m)}
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for b in (1, 16):
-            x = torch.randn(b, 64, t_len, generator=g)
-            t = torch.full((b,), 400, dtype=torch.long)
-            res[f"forward_ms_b{b}"] = 1000 * _time(lambda: m(x, t, x), repeat=2)
-        x = torch.randn(1, 64, t_len, generator=g)
-        t = torch.tensor([400])
-        res["cfg_step_ms"] = 1000 * _time(lambda: guided_v(m, x, t, x, cfg.diffusion.cfg_scale), repeat=3)
-        voc = torch.randn(1, 64, t_len, generator=g)
+            x = torch.randn(b, 64, t_len, generator=g).to(device)
+            t = torch.full((b,), 400, dtype=torch.long, device=device)
+            res[f"forward_ms_b{b}"] = 1000 * _time(lambda: m(x, t, x), repeat=2, device=device)
+        x = torch.randn(1, 64, t_len, generator=g).to(device)
+        t = torch.tensor([400], device=device)
+        res["cfg_step_ms"] = 1000 * _time(lambda: guided_v(m, x, t, x, cfg.diffusion.cfg_scale), repeat=3,
+                                          device=device)
+        voc = torch.randn(1, 64, t_len, generator=g).to(device)
         n_steps = cfg.diffusion.timesteps
-        t0 = time.perf_counter()
-        sample_ancestral(m, sched, (1, 64, t_len), vocals=voc, cfg_scale=cfg.diffusion.cfg_scale,
-                         generator=g, steps=slice_steps)
-        res["ancestral_s"] = (time.perf_counter() - t0) * n_steps / slice_steps
+        _, s = _timed(lambda: sample_ancestral(m, sched, (1, 64, t_len), vocals=voc,
+                                               cfg_scale=cfg.diffusion.cfg_scale, generator=g,
+                                               steps=slice_steps, device=device), device)
+        res["ancestral_s"] = s * n_steps / slice_steps
         res["ancestral_note"] = f"measured {slice_steps} of {n_steps} steps, extrapolated linearly"
-        t0 = time.perf_counter()
-        sample_fast(m, sched, (1, 64, t_len), vocals=voc, cfg_scale=cfg.diffusion.cfg_scale,
-                    steps=cfg.diffusion.fast_steps, method=cfg.diffusion.fast_sampler, generator=g,
-                    eta=cfg.diffusion.ddim_eta)
-        res["fast_s"] = time.perf_counter() - t0
+        _, res["fast_s"] = _timed(lambda: sample_fast(
+            m, sched, (1, 64, t_len), vocals=voc, cfg_scale=cfg.diffusion.cfg_scale,
+            steps=cfg.diffusion.fast_steps, method=cfg.diffusion.fast_sampler, generator=g,
+            eta=cfg.diffusion.ddim_eta, device=device), device)
         res["fast_sampler"] = (f"{cfg.diffusion.fast_sampler} (eta {cfg.diffusion.ddim_eta:g}), "
                                f"{cfg.diffusion.fast_steps} steps")
     res["fast_speedup"] = res["ancestral_s"] / res["fast_s"]
-    child = subprocess.run(
-        [sys.executable, "-c",
-         "import json,sys; from samuel.bench import _train_step_child as f; "
-         f"print(json.dumps(f({cfg.profile!r}, {threads}, {{}})))"],
-        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
-    if child.returncode != 0:
-        raise RuntimeError(f"training-step benchmark failed: {child.stderr.strip()[-500:]}")
-    res.update(json.loads(child.stdout.strip().splitlines()[-1]))
+    del m
+    if device != "cpu":
+        step = train_steps_per_second(cfg, device, cfg.train.batch_size, t_len, warmup=1, steps=2,
+                                      bf16=cfg.train.bf16)
+        res.update(train_step_s=step["train_step_s"], train_peak_rss_gb=step["train_peak_gb"],
+                   train_peak_note="CUDA allocator peak, not RSS")
+    else:
+        child = subprocess.run(
+            [sys.executable, "-c",
+             "import json,sys; from samuel.bench import _train_step_child as f; "
+             f"print(json.dumps(f({cfg.profile!r}, {threads}, {{}})))"],
+            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        if child.returncode != 0:
+            raise RuntimeError(f"training-step benchmark failed: {child.stderr.strip()[-500:]}")
+        res.update(json.loads(child.stdout.strip().splitlines()[-1]))
     res["batch_size"] = cfg.train.batch_size
     res["targets"] = TARGETS
     res["meets"] = {
@@ -108,7 +196,8 @@ def bench_model(cfg, threads: int | None = None, slice_steps: int = 20) -> dict:
 
 
 def format_model(r: dict) -> str:
-    lines = [f"SAMUeL model benchmark — profile {r['profile']}, {r['threads']} CPU threads, T = {r['frames']} frames",
+    where = f"{r['threads']} CPU threads" if r.get("device", "cpu") == "cpu" else f"device {r['device']}"
+    lines = [f"SAMUeL model benchmark — profile {r['profile']}, {where}, T = {r['frames']} frames",
              f"  parameters                      {r['parameters']:,}",
              f"  forward, batch 1                {r['forward_ms_b1']:.1f} ms",
              f"  forward, batch 16               {r['forward_ms_b16']:.1f} ms",
@@ -136,3 +225,149 @@ def format_codec(r: dict) -> str:
     from .codecs.quality import report
 
     return report(r)
+
+
+NO_GPU = ("no CUDA GPU here (torch.cuda.is_available() is False): nothing measured; "
+          "run `samuel bench gpu` on a GPU machine (e.g. a Colab A100)")
+SAO_CLIP_SECONDS = 1024 * 2048 / 44100  # one paper clip: 1024 latent frames = 47.55 s
+
+
+def bench_gpu(cfg=None, device: str = "cuda", batch_size: int = 16, frames: int | None = None,
+              warmup: int = 2, steps: int = 10, ancestral_steps: int | None = None,
+              vae_seconds: float = SAO_CLIP_SECONDS, vae_config: dict | None = None,
+              half_dtype: str | None = None, progress: bool = False) -> dict:
+    """The GPU check: training, both samplers and the SAO VAE on ``device``.
+
+    The defaults are the paper's sizes (a few minutes at most on an A100); the parameters
+    shrink them so that the same code runs on a CPU in tests.
+
+    Args:
+        cfg: the configuration of the model (default the ``paper`` profile).
+        device: "cuda", "cuda:N", "auto" or (tests, rehearsals) "cpu"; anything but "cpu"
+            on a machine without CUDA returns the no-GPU answer.
+        batch_size, frames: training batch ``[batch_size, 64, frames]`` (frames default
+            ``cfg.data.chunk_frames``, 1024 for the paper: 47.55 s); the sampled clip is
+            ``[1, 64, frames]``.
+        warmup, steps: untimed and timed training steps.
+        ancestral_steps: steps of the 800-step sampler actually run (None: all of them);
+            fewer are extrapolated linearly.
+        vae_seconds: audio length encoded and decoded.
+        vae_config: ``AutoencoderOobleck`` keyword arguments (default ``{}``: its defaults,
+            the full-size SAO VAE, 156 M parameters), with random weights.
+        half_dtype: reduced-precision decode dtype (default "float16"; on a CPU "bfloat16"
+            when float16 convolutions are not supported).
+        progress: show the 800-step sampler's progress bar.
+
+    Returns:
+        ``{"gpu": None, "reason": ...}`` when ``device`` is CUDA and there is none; otherwise
+        ``gpu`` (its name), ``device``, ``train`` (:func:`train_steps_per_second`), ``sample``
+        (``ancestral_s``, ``fast_s``, ``fast_sampler``, ``peak_gb``), ``vae`` (``encode_s``,
+        ``decode_s``, ``decode_half_s``, ``half`` = the float16-vs-float32 difference,
+        ``peak_gb``) and ``seconds`` (the whole check).
+    """
+    from . import config as config_mod
+    from . import model as model_mod
+    from .codecs.sao import SAOCodec, decode_difference
+    from .diffusion import Schedule, sample_ancestral, sample_fast
+
+    if str(device).strip().lower() != "cpu" and not torch.cuda.is_available():
+        return {"gpu": None, "reason": NO_GPU}
+    t_start = time.perf_counter()
+    device = resolve(device)
+    cuda = device.startswith("cuda")
+    cfg = cfg if cfg is not None else config_mod.load("paper")
+    frames = int(frames or cfg.data.chunk_frames)
+    res = {"gpu": torch.cuda.get_device_name(device) if cuda else f"none ({device} rehearsal)",
+           "device": device, "profile": cfg.profile, "torch": torch.__version__}
+
+    # training: the paper's batch in bf16
+    res["train"] = train_steps_per_second(cfg, device, batch_size, frames, warmup, steps, bf16=True)
+    if cuda:
+        torch.cuda.empty_cache()
+
+    # sampling one clip, float32 (as `samuel generate` does)
+    torch.manual_seed(cfg.seed)
+    m = model_mod.build(cfg).to(device).eval()
+    sched = Schedule.from_config(cfg)
+    g = torch.Generator().manual_seed(cfg.seed)
+    c = cfg.model.latent_channels
+    voc = torch.randn(1, c, frames, generator=g).to(device)
+    d = cfg.diffusion
+    n_steps = d.timesteps if ancestral_steps is None else min(int(ancestral_steps), d.timesteps)
+
+    def fast():
+        return sample_fast(m, sched, (1, c, frames), vocals=voc, cfg_scale=d.cfg_scale,
+                           steps=d.fast_steps, method=d.fast_sampler, generator=g, eta=d.ddim_eta,
+                           device=device)
+
+    _reset_peak(device)
+    fast()  # warm-up (kernels, allocator)
+    _, fast_s = _timed(fast, device)
+    _, anc_s = _timed(lambda: sample_ancestral(m, sched, (1, c, frames), vocals=voc, cfg_scale=d.cfg_scale,
+                                               generator=g, steps=n_steps, progress=progress,
+                                               device=device), device)
+    res["sample"] = {"frames": frames, "ancestral_s": anc_s * d.timesteps / n_steps,
+                     "ancestral_steps_run": n_steps, "ancestral_steps": d.timesteps, "fast_s": fast_s,
+                     "fast_sampler": f"{d.fast_sampler} (eta {d.ddim_eta:g}), {d.fast_steps} steps",
+                     "peak_gb": _peak_gb(device)}
+    res["sample"]["fast_speedup"] = res["sample"]["ancestral_s"] / max(fast_s, 1e-12)
+    del m, voc
+    if cuda:
+        torch.cuda.empty_cache()
+
+    # the SAO VAE (random weights) on one clip
+    _reset_peak(device)
+    codec = SAOCodec(device=device, config_overrides=dict(vae_config or {}))
+    sr = codec.sample_rate
+    n = int(round(vae_seconds * sr))
+    rng = torch.Generator().manual_seed(cfg.seed)
+    audio = (0.1 * torch.randn(2, n, generator=rng)).numpy()
+    codec.decode(codec.encode(audio[:, : min(n, sr)], sr))  # warm-up on one second
+    latents, enc_s = _timed(lambda: codec.encode(audio, sr), device)
+    ref, dec_s = _timed(lambda: codec.decode(latents), device)
+    half = half_dtype or "float16"
+    try:
+        codec.set_decode_dtype(half)
+        codec.decode(latents[:, :2])
+    except RuntimeError:  # a CPU without float16 convolutions
+        if half_dtype is not None or cuda:
+            raise
+        half = "bfloat16"
+        codec.set_decode_dtype(half)
+    low, half_s = _timed(lambda: codec.decode(latents), device)
+    res["vae"] = {"seconds_of_audio": n / sr, "latent_frames": int(latents.shape[1]),
+                  "parameters": sum(p.numel() for p in codec.vae.parameters()),
+                  "chunk_seconds": codec.chunk_seconds, "encode_s": enc_s, "decode_s": dec_s,
+                  "decode_half_s": half_s, "half": decode_difference(ref, low, half),
+                  "peak_gb": _peak_gb(device), "weights": "random (AutoencoderOobleck defaults)"
+                  if not vae_config else f"random {vae_config}"}
+    del codec
+    if cuda:
+        torch.cuda.empty_cache()
+    res["seconds"] = time.perf_counter() - t_start
+    return res
+
+
+def format_gpu(r: dict) -> str:
+    """:func:`bench_gpu`'s result as text (one line when there is no GPU)."""
+    if r.get("gpu") is None:
+        return f"samuel bench gpu: {r['reason']}"
+    t, s, v = r["train"], r["sample"], r["vae"]
+    h = v["half"]
+    mem = "GPU peak" if r["device"].startswith("cuda") else "process peak RSS"
+    lines = [f"SAMUeL GPU check — {r['gpu']} ({r['device']}), profile {r['profile']}, torch {r['torch']}",
+             f"  training, batch {t['batch_size']}, T = {t['frames']}, bf16   {t['train_steps_per_s']:.2f} steps/s "
+             f"({t['train_step_s'] * 1000:.0f} ms/step; {mem} {t['train_peak_gb']:.2f} GB)",
+             f"  800-step sampler, one clip         {s['ancestral_s']:.1f} s"
+             + ("" if s["ancestral_steps_run"] == s["ancestral_steps"]
+                else f"  ({s['ancestral_steps_run']} steps run, extrapolated)"),
+             f"  fast sampler, one clip             {s['fast_s']:.2f} s   ({s['fast_sampler']}; "
+             f"{s['fast_speedup']:.0f}× faster; {mem} {s['peak_gb']:.2f} GB)",
+             f"  SAO VAE encode, {v['seconds_of_audio']:.2f} s            {v['encode_s']:.2f} s   "
+             f"({v['parameters']:,} parameters, {v['weights']})",
+             f"  SAO VAE decode, float32            {v['decode_s']:.2f} s",
+             f"  SAO VAE decode, {h['dtype']:<8}           {v['decode_half_s']:.2f} s   (vs float32: max |Δ| "
+             f"{h['max_abs']:.2e}, SNR {h['snr_db']:.1f} dB{'' if h['finite'] else ', NOT FINITE'}; "
+             f"{mem} {v['peak_gb']:.2f} GB)",
+             f"  whole check                        {r['seconds']:.0f} s"]
+    return "\n".join(lines)

@@ -61,6 +61,10 @@ class DataConfig:
     corpus_song_seconds: float = 0.0  # length of each synthetic song
     val_fraction: float = 0.1  # held-out validation by song (paper §V: 10 %)
     test_fraction: float = 0.1  # held-out test songs for evaluation (ours)
+    # a local Stable Audio Open VAE folder (diffusers 'vae/' or a stable-audio-tools checkpoint
+    # folder); "" -> the environment variable SAMUEL_VAE, then the hub (samuel.codecs.from_config)
+    vae: str = ""
+    vae_half: bool = False  # decode the SAO VAE in float16 on CUDA (ours; encode stays float32)
 
 
 @dataclass(frozen=True)
@@ -81,15 +85,28 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """How much of the test split the evaluation scores (samuel/evaluate.py, book: notebook 06)."""
+
+    # test clips scored at most, round-robin over songs; 0 = all. Each costs one decode per
+    # condition and ~5 s of CPU features, so the paper profile keeps 200 (ours; Table I used 10)
+    max_clips: int = 0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one run."""
 
     profile: str
     seed: int = 0
+    # where torch runs (model, codec, Demucs): "auto" = CUDA when available, else CPU;
+    # "cpu", "cuda", "cuda:N", "mps" (samuel.devices.resolve)
+    device: str = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -99,7 +116,8 @@ class Config:
 
 
 def _paper() -> Config:
-    return Config(profile="paper")
+    # eval: ~200 clips fit about half an hour on one A100 (book: "Reproduce it")
+    return Config(profile="paper", eval=EvalConfig(max_clips=200))
 
 
 def _demo() -> Config:
@@ -151,7 +169,7 @@ def _smoke() -> Config:
 
 
 _BUILDERS = {"smoke": _smoke, "demo": _demo, "paper": _paper}
-_SECTIONS = ("model", "diffusion", "data", "train")
+_SECTIONS = ("model", "diffusion", "data", "train", "eval")
 
 
 def _coerce(old: Any, new: Any) -> Any:
@@ -182,6 +200,11 @@ def load(profile: str = "demo", **overrides: Any) -> Config:
         if key == "seed":
             cfg = replace(cfg, seed=int(value))
             continue
+        if key == "device":
+            from .devices import check
+
+            cfg = replace(cfg, device=check(value))
+            continue
         if "__" in key:
             section, name = key.split("__", 1)
             candidates = [section] if section in _SECTIONS else []
@@ -199,7 +222,11 @@ def load(profile: str = "demo", **overrides: Any) -> Config:
 
 
 def from_dict(d: dict) -> Config:
-    """Rebuild a :class:`Config` from :meth:`Config.to_dict` output (e.g. a checkpoint's JSON)."""
+    """Rebuild a :class:`Config` from :meth:`Config.to_dict` output (e.g. a checkpoint's JSON).
+
+    Fields missing from ``d`` (a checkpoint written before they existed, such as ``device``
+    or ``data.vae``) take their defaults; unknown fields are ignored.
+    """
     def build(cls, values):
         kw = {}
         for f in fields(cls):
@@ -207,8 +234,9 @@ def from_dict(d: dict) -> Config:
                 v = values[f.name]
                 kw[f.name] = tuple(v) if isinstance(v, list) else v
         return cls(**kw)
-    return Config(profile=d["profile"], seed=d.get("seed", 0),
+    return Config(profile=d["profile"], seed=d.get("seed", 0), device=d.get("device", "auto"),
                   model=build(ModelConfig, d.get("model", {})),
                   diffusion=build(DiffusionConfig, d.get("diffusion", {})),
                   data=build(DataConfig, d.get("data", {})),
-                  train=build(TrainConfig, d.get("train", {})))
+                  train=build(TrainConfig, d.get("train", {})),
+                  eval=build(EvalConfig, d.get("eval", {})))

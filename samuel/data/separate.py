@@ -3,8 +3,9 @@
 A song becomes two stems: ``vocals`` (the condition) and ``accomp`` = drums + bass + other
 (every non-vocal source; the target). The paper used HTDemucs.
 
-Weights come from the network (Hugging Face hub, then Demucs's own server) or from a local
-folder (``repo``). With no network and no local weights, :func:`load_separator` says so in
+Demucs runs on the device of the ``device`` setting (``samuel.devices.resolve``: the CUDA GPU
+when there is one). Weights come from the network (Hugging Face hub, then Demucs's own server)
+or from a local folder (``repo``). With no network and no local weights, :func:`load_separator` says so in
 one sentence within a second, instead of retrying for half a minute.
 """
 from __future__ import annotations
@@ -71,20 +72,26 @@ def _offline() -> Iterator[None]:
         torch.hub.load_state_dict_from_url = load_url
 
 
-def load_separator(name: str = "htdemucs", repo: str | os.PathLike | None = None):
-    """Load a pretrained Demucs model (``htdemucs`` in the paper) in eval mode.
+def load_separator(name: str = "htdemucs", repo: str | os.PathLike | None = None,
+                   device: str = "auto"):
+    """Load a pretrained Demucs model (``htdemucs`` in the paper) in eval mode on ``device``.
 
     Args:
         name: Demucs model name; ``demucs_unittest`` is a tiny untrained model that needs
             no download (tests).
         repo: a folder holding the model's weights (``<sig>.th`` files and ``<name>.yaml``),
             as Demucs's ``--repo`` takes; None: the network, or what is cached locally.
+        device: where the model runs (``"auto"``: CUDA when available, else the CPU; see
+            :func:`samuel.devices.resolve`); :func:`separate` runs it there.
 
     Raises:
         SeparatorUnavailable: one sentence saying what is missing and how to supply it.
     """
     from demucs.pretrained import get_model
 
+    from samuel.devices import resolve
+
+    device = resolve(device)
     if repo is not None:
         repo = Path(repo)
         if not repo.is_dir():
@@ -109,8 +116,14 @@ def load_separator(name: str = "htdemucs", repo: str | os.PathLike | None = None
             raise SeparatorUnavailable(
                 f"Demucs model {name!r} is not available offline: put its weights in a folder "
                 f"and pass --separator-repo DIR, or connect to the network") from None
-    model.eval()
+    model.to(device).eval()
     return model
+
+
+def model_device(model) -> torch.device:
+    """The device holding ``model``'s parameters (the CPU for a model without any)."""
+    param = next(iter(model.parameters()), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 def _one_line(err: BaseException) -> str:
@@ -160,7 +173,7 @@ def separate(model, mix: np.ndarray, sr: int = SAMPLE_RATE, segment_seconds: flo
         overlap: overlap of Demucs segments (fraction).
         block_seconds: longest piece handed to Demucs at once.
         shifts: Demucs random-shift averaging (0: deterministic).
-        device: where to run (None: the model's device).
+        device: where to run (None: the model's device, as :func:`load_separator` put it).
         keep_sources: also return ``sources``: ``{name: [2, N]}`` for every model source.
 
     Returns:
@@ -168,6 +181,8 @@ def separate(model, mix: np.ndarray, sr: int = SAMPLE_RATE, segment_seconds: flo
     """
     from demucs.apply import apply_model
 
+    # apply_model would otherwise move the model to the mix's device, the CPU
+    device = torch.device(device) if device is not None else model_device(model)
     mix = audio.to_channels(np.asarray(mix, dtype=np.float32), model.audio_channels)
     n = mix.shape[1]
     rate = int(model.samplerate)
