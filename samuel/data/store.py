@@ -7,7 +7,11 @@ The POPDB layout is one folder per split holding two arrays whose row ``i`` is t
     chunks.json         row -> song_id, offset frame, offset seconds   (ours; optional)
 
 The published POPDB (Kaggle ``boyazhangnb/encodedsongs``, 15,713 x 64 x 1024, ~4 GB per file)
-is just the two ``.npy`` files; :func:`load_popdb` reads it as-is, memory-mapped.
+is just the two ``.npy`` files; :func:`load_popdb` reads it as-is, memory-mapped. It ships no
+split: :func:`samuel.data.popdb.prepare` writes an *index* folder (``index.json`` of row ranges
+per split and ``stats.json``) beside it, and :func:`open_split` reads a split of either layout,
+ours (``popdb/<split>/``) or an index, as memory-mapped views (:class:`RowView`).
+Book: notebook 01 (data) and "What differs from the paper" (the published POPDB's split).
 
 Normalisation is a per-channel z-score (mean and std of each of the 64 channels over all rows
 and frames) computed on the training split, one set per stem. :func:`channel_stats` computes it
@@ -28,6 +32,8 @@ VOCAL_FILE = "latent_vocal.npy"  # POPDB's own file names (SPEC §2)
 ACCOMP_FILE = "latent_accomp.npy"
 CHUNKS_FILE = "chunks.json"
 STATS_FILE = "stats.json"
+INDEX_FILE = "index.json"  # an index over the published POPDB (samuel.data.popdb.prepare)
+INDEX_FORMAT = "samuel-popdb-index/1"
 SPLITS = ("train", "val", "test")
 STD_FLOOR = 1e-6  # a constant channel is divided by this instead of 0
 _BLOCK_BYTES = 64 << 20  # rows read per block by channel_stats: about 64 MB
@@ -172,13 +178,15 @@ def read_chunks(folder: str | os.PathLike) -> dict:
 # --------------------------------------------------------------------------- statistics
 
 
-def channel_stats(array: np.ndarray, block_rows: int | None = None) -> dict[str, list[float]]:
+def channel_stats(array: np.ndarray, block_rows: int | None = None,
+                  desc: str | None = None) -> dict[str, list[float]]:
     """Per-channel mean and std of ``[N, C, T]`` latents over N and T, in bounded memory.
 
     Reads ``block_rows`` rows at a time (by default about 64 MB) and merges the blocks'
     means and squared deviations in float64 (Chan et al.'s parallel update), so a memory-mapped
     4 GB array is never loaded at once. The std is the population std (``ddof=0``), as
-    ``np.std``.
+    ``np.std``. ``array`` may be anything indexable by row slices with a ``shape``
+    (a memmap, a :class:`RowView`). With ``desc`` a progress bar of that name is shown.
 
     Returns:
         ``dict(mean=[C], std=[C])`` as lists of floats (JSON-ready).
@@ -193,7 +201,12 @@ def channel_stats(array: np.ndarray, block_rows: int | None = None) -> dict[str,
     count = 0
     mean = np.zeros(c, np.float64)
     m2 = np.zeros(c, np.float64)
-    for start in range(0, n, block_rows):
+    starts = range(0, n, block_rows)
+    if desc is not None:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=desc, unit="block")
+    for start in starts:
         block = np.asarray(array[start:start + block_rows], dtype=np.float64)
         k = block.shape[0] * t
         b_mean = block.mean(axis=(0, 2))
@@ -344,3 +357,223 @@ def load_popdb(folder: str | os.PathLike, normalise: bool = True, stats: Mapping
         stats = {"vocal": channel_stats(vocals), "accomp": channel_stats(accomp)}
     return (NormalisedArray(vocals, *_stem_stats(stats, "vocal")),
             NormalisedArray(accomp, *_stem_stats(stats, "accomp")))
+
+
+# --------------------------------------------------------------------------- splits of either layout
+
+
+class RowView:
+    """A read-only ``[n, C, T]`` view of the rows ``rows`` of an ``[N, C, T]`` (memory-mapped) array.
+
+    Nothing is copied when the view is made: it holds the base array and an int64 row index.
+    Indexing works like numpy's on the row axis (int, slice, list or array of ints, or a tuple
+    whose first item picks rows) and reads only the rows asked for; a slice whose rows are
+    contiguous in the base is a view of the memmap, anything else a copy of just those rows.
+    ``np.asarray(view)`` materialises every row: fine for small splits, not for POPDB.
+
+    Args:
+        base: ``[N, C, T]`` array (normally a read-only ``np.memmap``).
+        rows: indices into ``base``'s first axis, each in ``[0, N)``.
+    """
+
+    def __init__(self, base: np.ndarray, rows: Sequence[int] | np.ndarray):
+        self.base = base
+        self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if self.rows.size and (self.rows.min() < 0 or self.rows.max() >= base.shape[0]):
+            raise PopdbError(f"row index: expected rows in [0, {base.shape[0]}), found "
+                             f"[{self.rows.min()}, {self.rows.max()}]")
+
+    shape = property(lambda self: (int(self.rows.size), *self.base.shape[1:]))
+    ndim = property(lambda self: self.base.ndim)
+    dtype = property(lambda self: self.base.dtype)
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    def __getitem__(self, index):
+        rest: tuple = ()
+        if isinstance(index, tuple):
+            index, rest = index[0], index[1:]
+        if isinstance(index, slice):
+            sel = self.rows[index]
+            if sel.size and index.step in (None, 1) and sel[-1] - sel[0] == sel.size - 1:
+                out = self.base[sel[0]:sel[-1] + 1]  # contiguous: a view, no copy
+            else:
+                out = self.base[sel]
+            return out[(slice(None),) + rest] if rest else out
+        if np.ndim(index) == 0:
+            return self.base[(int(self.rows[int(index)]),) + rest]
+        return self.base[(self.rows[np.asarray(index)],) + rest]
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.asarray(self.base[self.rows])
+        return out if dtype is None else out.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"RowView(shape={self.shape}, dtype={self.dtype}, base={self.base.shape})"
+
+
+def read_index(folder: str | os.PathLike) -> dict | None:
+    """The ``index.json`` of an index folder written by :func:`samuel.data.popdb.prepare`, or
+    None when ``folder`` holds none (a POPDB folder of ours)."""
+    path = Path(folder) / INDEX_FILE
+    if not path.exists():
+        return None
+    try:
+        index = read_json(path)
+    except ValueError as e:
+        raise PopdbError(f"{path}: expected a POPDB index (JSON), could not read it ({e})") from e
+    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
+        found = index.get("format") if isinstance(index, dict) else type(index).__name__
+        raise PopdbError(f"{path}: expected a POPDB index of format {INDEX_FORMAT!r}, found {found!r}")
+    return index
+
+
+def index_rows(index: Mapping, split: str) -> np.ndarray:
+    """The source rows of ``split`` in an index, ascending: ``[n]`` int64 (from its row ranges)."""
+    if split not in index["splits"]:
+        raise PopdbError(f"{INDEX_FILE}: expected a {split!r} split, found {sorted(index['splits'])}")
+    ranges = index["splits"][split]["ranges"]
+    if not ranges:
+        return np.zeros(0, np.int64)
+    return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in ranges])
+
+
+def _index_arrays(folder: Path, index: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """The published arrays an index points at, checked against the shape it was written for."""
+    source = Path(index["source"])
+    try:
+        vocals, accomp = load_popdb(source, normalise=False)
+    except PopdbError as e:
+        raise PopdbError(f"{folder / INDEX_FILE} points at the published POPDB in {source}: {e}; "
+                         "re-run `samuel data popdb` on where the arrays are now") from e
+    for name, array in ((VOCAL_FILE, vocals), (ACCOMP_FILE, accomp)):
+        if list(array.shape) != list(index["shape"]):
+            raise PopdbError(f"{source / name}: expected shape {tuple(index['shape'])} (as when "
+                             f"{folder / INDEX_FILE} was written), found {array.shape}; re-run "
+                             "`samuel data popdb`")
+    return vocals, accomp
+
+
+def _listing(folder: Path) -> str:
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir()) if folder.is_dir() else []
+    return ", ".join(names[:12]) + (" ..." if len(names) > 12 else "") if names else "nothing"
+
+
+def open_split(popdb_dir: str | os.PathLike, split: str, normalise: bool = True,
+               stats: Mapping | None = None):
+    """Open one split of a POPDB, ours (``popdb_dir/<split>/``) or an index folder, memory-mapped.
+
+    Args:
+        popdb_dir: a POPDB folder of ours (``train/ val/ test/`` and ``stats.json``) or an index
+            folder written by :func:`samuel.data.popdb.prepare` (``index.json``, ``stats.json``).
+        split: "train", "val" or "test".
+        normalise: z-score each channel; False returns the raw rows.
+        stats: the z-score statistics (normally the training split's); when None, the saved
+            ones (``stats.json``), and for an index without them the training rows' own.
+
+    Returns:
+        ``(vocals, accomp)``, each ``[n, C, T]``: read-only memmaps (ours) or :class:`RowView`
+        over the published memmaps (an index), wrapped in :class:`NormalisedArray` when
+        ``normalise``. No array is copied or loaded whole.
+    """
+    popdb_dir = Path(popdb_dir)
+    if split not in SPLITS:
+        raise ValueError(f"open_split: expected a split of {', '.join(SPLITS)}, found {split!r}")
+    index = read_index(popdb_dir)
+    if index is None:
+        if not (popdb_dir / split).is_dir():
+            raise PopdbError(f"{popdb_dir}: expected a {split} split ({split}/ holding {VOCAL_FILE} "
+                             f"and {ACCOMP_FILE}, or an {INDEX_FILE} written by `samuel data "
+                             f"popdb`), found {_listing(popdb_dir)}")
+        return load_popdb(popdb_dir / split, normalise=normalise, stats=stats)
+    vocals, accomp = _index_arrays(popdb_dir, index)
+    rows = index_rows(index, split)
+    v, a = RowView(vocals, rows), RowView(accomp, rows)
+    if not normalise:
+        return v, a
+    if stats is None:
+        stats = train_stats(popdb_dir)
+    return (NormalisedArray(v, *_stem_stats(stats, "vocal")),
+            NormalisedArray(a, *_stem_stats(stats, "accomp")))
+
+
+def split_info(popdb_dir: str | os.PathLike, split: str) -> dict:
+    """What is known about the rows of one split: song, offset, and whether song audio exists.
+
+    Returns:
+        ``dict(layout, count, chunk_frames, frames_per_second, rows, has_audio, songs_dir)``.
+        ``rows[i]`` is ``dict(row, song_id, offset_frame, offset_seconds)`` for row ``i`` of the
+        split. For a POPDB of ours they come from ``chunks.json`` and ``songs_dir`` is the
+        ``songs/`` folder beside ``popdb/`` when there is one. For an index over the published
+        POPDB, which has no song ids, ``song_id`` is the row's block (``block_00012``),
+        ``offset_frame`` counts from the block's first row, ``offset_seconds`` is None,
+        ``source_row`` is the row in the published arrays, and there is no audio.
+    """
+    popdb_dir = Path(popdb_dir)
+    index = read_index(popdb_dir)
+    if index is None:
+        if not (popdb_dir / split).is_dir():
+            raise PopdbError(f"{popdb_dir}: expected a {split} split ({split}/ with {CHUNKS_FILE}), "
+                             f"found {_listing(popdb_dir)}")
+        chunks = read_chunks(popdb_dir / split)
+        songs = popdb_dir.parent / "songs"
+        ids = {r["song_id"] for r in chunks["rows"]}
+        has_audio = songs.is_dir() and any((songs / s).is_dir() for s in ids)
+        return {"layout": "popdb", "folder": str(popdb_dir), "count": int(chunks["count"]),
+                "chunk_frames": chunks.get("chunk_frames"),
+                "frames_per_second": chunks.get("frames_per_second"), "rows": chunks["rows"],
+                "has_audio": bool(has_audio), "songs_dir": str(songs) if songs.is_dir() else None}
+    block, frames = int(index["block_rows"]), int(index["shape"][2])
+    rows = []
+    for i, r in enumerate(index_rows(index, split).tolist()):
+        b = r // block
+        rows.append({"row": i, "source_row": r, "song_id": f"block_{b:05d}",
+                     "offset_frame": (r - b * block) * frames, "offset_seconds": None})
+    return {"layout": "published POPDB index", "folder": str(popdb_dir), "source": index["source"],
+            "count": len(rows), "chunk_frames": frames, "frames_per_second": None, "rows": rows,
+            "has_audio": False, "songs_dir": None}
+
+
+def saved_stats(popdb_dir: str | os.PathLike) -> dict | None:
+    """The saved training statistics of a POPDB folder (ours or an index), or None.
+
+    For an index, its ``stats.json`` counts only when written for this very index (the same
+    ``index_key``); for ours, ``stats.json`` in ``popdb_dir`` (or its parent).
+    """
+    popdb_dir = Path(popdb_dir)
+    index = read_index(popdb_dir)
+    if index is None:
+        return find_stats(popdb_dir)
+    path = popdb_dir / STATS_FILE
+    if path.exists():
+        stats = read_json(path)
+        if stats.get("index_key") == index["key"]:
+            return stats
+    return None
+
+
+def train_stats(popdb_dir: str | os.PathLike, progress: bool = False) -> dict:
+    """The per-channel z-score statistics of the training split, computed in bounded memory.
+
+    Saved ones are used when there are (:func:`saved_stats`); otherwise they are computed
+    block by block over the training rows only (:func:`channel_stats`). For an index folder
+    they are then cached in its ``stats.json``; a folder of ours is left as it is (its
+    ``stats.json`` belongs to the data stage).
+
+    Returns:
+        ``dict(vocal=dict(mean, std), accomp=dict(mean, std), rows=N, split="train")``.
+    """
+    popdb_dir = Path(popdb_dir)
+    index = read_index(popdb_dir)
+    if index is None:
+        return find_stats(popdb_dir / "train") or popdb_stats(popdb_dir / "train")
+    stats = saved_stats(popdb_dir)
+    if stats is not None:
+        return stats
+    vocals, accomp = open_split(popdb_dir, "train", normalise=False)
+    stats = {"vocal": channel_stats(vocals, desc="stats: vocal" if progress else None),
+             "accomp": channel_stats(accomp, desc="stats: accomp" if progress else None),
+             "rows": len(vocals), "split": "train", "index_key": index["key"]}
+    write_json(popdb_dir / STATS_FILE, stats)
+    return stats
