@@ -28,7 +28,14 @@ $(VENV)/.installed: $(BIN)/python requirements.txt pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-setup: system $(VENV)/.installed
+# AudioBox-Aesthetics (paper Table I) without its declared dependencies: it declares torchaudio,
+# which has no CPU build beside torch 2.13. Its model class needs only torch, numpy,
+# huggingface_hub and safetensors (requirements.txt); samuel.aesthetics does the audio input.
+$(VENV)/.aesthetics: $(VENV)/.installed
+	$(BIN)/pip install -q --no-deps audiobox-aesthetics==0.0.4
+	touch $@
+
+setup: system $(VENV)/.installed $(VENV)/.aesthetics
 
 # Unit tests (which include the whole book on `smoke`), then nbval re-executes notebooks
 # 01-03 on `demo` and compares their checked outputs with the committed ones. 04-06 train

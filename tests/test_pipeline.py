@@ -1,6 +1,7 @@
 """The data build: end to end, resumable after a kill, failures recorded per song."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -290,6 +291,59 @@ def test_real_end_to_end_smoke(smoke_build):
     np.testing.assert_allclose(x.mean(axis=(0, 2)), 0, atol=1e-4)
     std = x.std(axis=(0, 2))
     np.testing.assert_allclose(std[std > 0.5], 1, atol=1e-3)  # constant channels stay 0
+
+
+def _contents(out: Path) -> dict:
+    """Every file a build leaves, as something to compare: arrays and JSON by their bytes, wav
+    files by their samples (libsndfile stamps a float wav's PEAK chunk with the time), and the
+    manifest and provenance without their timings."""
+    timing = {"seconds", "updated"}
+    files = {}
+    for path in sorted(out.rglob("*")):
+        rel = str(path.relative_to(out))
+        if not path.is_file() or path.name in (".build.lock", "build.json"):  # build.json: mtimes
+            continue
+        if path.name in ("manifest.json", "provenance.json"):
+            data = {k: v for k, v in json.loads(path.read_text()).items() if k not in timing}
+            if path.name == "manifest.json":
+                data["songs"] = {s: {k: v for k, v in r.items() if k not in timing}
+                                 for s, r in data["songs"].items()}
+            files[rel] = data
+        elif path.suffix == ".wav":
+            x, sr = sf.read(path, dtype="float32", always_2d=True)
+            files[rel] = (sr, x.shape, hashlib.sha256(x.tobytes()).hexdigest())
+        else:
+            files[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return files
+
+
+def test_real_smoke_build_is_deterministic_and_resumable(tmp_path, smoke_build):
+    """A second smoke build in another folder leaves the same files; run again it does nothing;
+    after a lost latent it encodes that one song again, to the same bytes."""
+    reference, first = smoke_build
+    cfg = config.load("smoke")
+    out = tmp_path / "again"
+    summary = pipeline.build(cfg, out_dir=out, progress=False)
+    expected = _contents(reference)
+    assert sum(name.endswith(".npy") for name in expected) == 8 * 2 + 3 * 2  # latents + POPDB
+    assert _contents(out) == expected
+    drop = ("out", "seconds")
+    assert ({k: v for k, v in summary.items() if k not in drop}
+            == {k: v for k, v in first.items() if k not in drop})
+
+    calls = []
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.npy")}
+    again = pipeline.build(cfg, out_dir=out, progress=False,
+                           on_song=lambda stage, song_id: calls.append((stage, song_id)))
+    assert calls == [] and again["counts"] == summary["counts"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.npy")} == mtimes  # nothing rewritten
+
+    lost = sorted((out / "latents").glob("*.vocal.npy"))[2]
+    lost.unlink()
+    pipeline.build(cfg, out_dir=out, progress=False,
+                   on_song=lambda stage, song_id: calls.append((stage, song_id)))
+    assert calls == [("encode", lost.name.split(".")[0])]
+    assert _contents(out) == expected
 
 
 def test_real_build_survives_sigkill(tmp_path, smoke_build):
