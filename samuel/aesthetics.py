@@ -43,6 +43,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .audio import SAMPLE_RATE as PACKAGE_RATE
+
 AXES = ("PQ", "PC", "CE", "CU")
 AXIS_NAMES = {"PQ": "production quality", "PC": "production complexity",
               "CE": "content enjoyment", "CU": "content usefulness"}
@@ -260,7 +262,7 @@ def windows(wav: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return wavs, masks, weights
 
 
-def score(model, clips: Sequence[np.ndarray], sr: int = 44100, batch_size: int = 4,
+def score(model, clips: Sequence[np.ndarray], sr: int = PACKAGE_RATE, batch_size: int = 4,
           progress: bool = False) -> list[dict]:
     """PQ / PC / CE / CU (1-10) of each clip.
 

@@ -22,6 +22,7 @@ import time
 
 import torch
 
+from .audio import SAMPLE_RATE
 from .devices import resolve, synchronize
 
 TARGETS = {"train_step_s": 2.5, "train_peak_rss_gb": 3.2, "cfg_step_ms": 130.0, "fast_speedup": 40.0}
@@ -218,7 +219,7 @@ def bench_codec(seconds: float = 30.0) -> dict:
 
     song = compose(0, seconds)
     audio = render(song, backend="builtin")["accomp"]
-    return round_trip_metrics(load("offline"), audio, 44100)
+    return round_trip_metrics(load("offline"), audio, SAMPLE_RATE)
 
 
 def format_codec(r: dict) -> str:
@@ -229,7 +230,7 @@ def format_codec(r: dict) -> str:
 
 NO_GPU = ("no CUDA GPU here (torch.cuda.is_available() is False): nothing measured; "
           "run `samuel bench gpu` on a GPU machine (e.g. a Colab A100)")
-SAO_CLIP_SECONDS = 1024 * 2048 / 44100  # one paper clip: 1024 latent frames = 47.55 s
+SAO_CLIP_SECONDS = 1024 * 2048 / SAMPLE_RATE  # one paper clip: 1024 latent frames = 47.55 s
 
 
 def bench_gpu(cfg=None, device: str = "cuda", batch_size: int = 16, frames: int | None = None,

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from .audio import SAMPLE_RATE
+
 PROFILES = ("smoke", "demo", "paper")
 
 
@@ -53,7 +55,7 @@ class DataConfig:
     """Data, codec and chunking (SPEC §2-§3, paper §III-C)."""
 
     codec: str = "sao"  # "sao" (Stable Audio Open VAE) or "offline" (SPEC §3)
-    sample_rate: int = 44100  # audio rate (paper §III-C: WAV 44.1 kHz)
+    sample_rate: int = SAMPLE_RATE  # audio rate (paper §III-C: WAV 44.1 kHz)
     chunk_frames: int = 1024  # latent frames per example: 1024 = 47.55 s (paper §III-C)
     max_song_seconds: float = 900.0  # skip anything over 15 minutes (paper §III-C)
     separator: str = "htdemucs"  # Demucs model (paper §III-C)
@@ -86,7 +88,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """How much of the test split the evaluation scores (samuel/evaluate.py, book: notebook 06)."""
+    """How much of the test split the evaluation scores (samuel/evaluate/, book: notebook 06)."""
 
     # test clips scored at most, round-robin over songs; 0 = all. Each costs one decode per
     # condition and ~5 s of CPU features, so the paper profile keeps 200 (ours; Table I used 10)

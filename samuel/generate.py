@@ -51,7 +51,7 @@ from . import audio as audio_mod
 from . import paths
 from .diffusion import Schedule, fast_timesteps, guided_v, solver_step
 
-SAMPLE_RATE = 44100  # output rate (SPEC §1: 44.1 kHz stereo)
+SAMPLE_RATE = audio_mod.SAMPLE_RATE  # output rate (paper §III-C: 44.1 kHz stereo)
 MIN_SECONDS = 1.0  # shortest vocal accepted
 FRAME_MULTIPLE = 8  # the U-Net needs T divisible by 8 (SPEC §4: three halvings)
 OVERLAP_FRACTION = 0.25  # default overlap between consecutive windows (ours)
@@ -252,7 +252,7 @@ def generate_latents(model, schedule: Schedule, vocals: np.ndarray, window: int,
 def generate(vocals_path, out_path, mix_path=None, checkpoint=None, steps: Optional[int] = None,
              cfg_scale: Optional[float] = None, seed: int = 0, codec=None, progress: bool = True,
              overlap_frames: Optional[int] = None, inpaint: bool = True, device: Optional[str] = None,
-             seam: bool = True) -> dict:
+             seam: bool = True, vae: Optional[str] = None) -> dict:
     """Generate an accompaniment for the vocal in ``vocals_path`` and write it to ``out_path``.
 
     Args:
@@ -270,6 +270,9 @@ def generate(vocals_path, out_path, mix_path=None, checkpoint=None, steps: Optio
         inpaint: continue each window from the previous one (False: independent windows,
             cross-faded; a baseline).
         seam: measure the window boundaries with :func:`seam_report` (needs 2+ windows).
+        device: where the model and the codec run ("auto", the default: CUDA when available).
+        vae: a local SAO VAE folder (default ``$SAMUEL_VAE``, then the hub); the checkpoint's
+            own ``data.vae`` and ``device`` belong to the machine it was trained on and are not used.
 
     Returns:
         dict with ``seconds``, ``frames``, ``windows``, ``window_starts_s``, ``overlap_frames``,
@@ -294,8 +297,9 @@ def generate(vocals_path, out_path, mix_path=None, checkpoint=None, steps: Optio
     audio_mod.check_not_silent(vocal_audio, vocals_path)
     timings["load_s"] = time.perf_counter() - t0
 
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from .devices import resolve as resolve_device
+
+    device = resolve_device(device or "auto")
     loaded = load_model(checkpoint, device=device)
     model, cfg, stats = loaded.model, loaded.cfg, loaded.stats
     model.eval()
@@ -303,7 +307,7 @@ def generate(vocals_path, out_path, mix_path=None, checkpoint=None, steps: Optio
     folder = getattr(loaded, "folder", None) or (checkpoint if not hasattr(checkpoint, "model") else None)
     where = _shown(Path(folder)) if folder is not None else "checkpoint"
     if codec is None or isinstance(codec, str):
-        codec = codecs_mod.load(codec or cfg.data.codec)
+        codec = codecs_mod.from_config(cfg, name=codec, vae=vae or "", device=str(device))
     _check_match(loaded, codec, where)
     steps = int(steps if steps is not None else cfg.diffusion.fast_steps)
     cfg_scale = float(cfg_scale if cfg_scale is not None else cfg.diffusion.cfg_scale)
@@ -478,6 +482,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--cfg", type=float, dest="cfg_scale", help="guidance scale (default: the checkpoint's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--codec", choices=["sao", "offline"], help="override the checkpoint's codec")
+    parser.add_argument("--vae", metavar="PATH", help="a local Stable Audio Open VAE folder "
+                        "(default $SAMUEL_VAE, then the hub)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     parser.add_argument("--overlap", type=int, dest="overlap_frames",
                         help="latent frames shared by consecutive windows (default a quarter window)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -490,7 +497,8 @@ def main(args) -> int:
 
     result = generate(args.vocals, args.out, mix_path=args.mix, checkpoint=args.checkpoint,
                       steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed, codec=args.codec,
-                      progress=not args.no_progress, overlap_frames=args.overlap_frames)
+                      progress=not args.no_progress, overlap_frames=args.overlap_frames,
+                      device=getattr(args, "device", None), vae=getattr(args, "vae", None))
     if getattr(args, "json", False):
         print(json.dumps(result, indent=2))
         return 0

@@ -9,6 +9,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .audio import SAMPLE_RATE
+
 SPEC_SR = 22050  # spectrograms are drawn at 22.05 kHz (enough for a look, half the work)
 
 
@@ -18,7 +20,7 @@ def _plt():
     return plt
 
 
-def spectrograms(audios: Mapping[str, np.ndarray], sr: int = 44100, seconds: float | None = 8.0,
+def spectrograms(audios: Mapping[str, np.ndarray], sr: int = SAMPLE_RATE, seconds: float | None = 8.0,
                  n_mels: int = 96, title: str | None = None):
     """Log-mel spectrograms (dB) of several ``[C, N]`` signals, one row each. Notebooks 01, 02."""
     import librosa

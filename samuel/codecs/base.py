@@ -11,6 +11,8 @@ import abc
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE
+
 
 class CodecUnavailable(RuntimeError):
     """The codec's weights cannot be had here (no local copy, no network or no access)."""
@@ -20,7 +22,7 @@ class Codec(abc.ABC):
     """Audio <-> latents. Subclasses set ``name``, ``latent_channels``, ``samples_per_frame``."""
 
     name: str = "codec"
-    sample_rate: int = 44100  # rate of decoded audio (SPEC §1: 44.1 kHz stereo)
+    sample_rate: int = SAMPLE_RATE  # rate of decoded audio (44.1 kHz stereo)
     latent_channels: int = 64  # latent width (SPEC §3)
     samples_per_frame: int = 2048  # decoded samples (at ``sample_rate``) per latent frame
 

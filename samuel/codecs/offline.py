@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
+from ..audio import SAMPLE_RATE
 from .base import Codec, as_channels_first, check_latents
 
 ANALYSIS_SR = 22050  # internal rate: 44.1 kHz / 2, so one hop of 1024 = one SAO frame of 2048
@@ -103,9 +104,9 @@ class OfflineCodec(Codec):
     """
 
     name = "offline"
-    sample_rate = 44100
+    sample_rate = SAMPLE_RATE
     latent_channels = SEMITONE_BANDS + len(WIDE_EDGES_HZ) - 1  # = 64
-    samples_per_frame = HOP * 44100 // ANALYSIS_SR  # = 2048
+    samples_per_frame = HOP * SAMPLE_RATE // ANALYSIS_SR  # = 2048
 
     def __init__(self, griffin_lim_iters: int = GRIFFIN_LIM_ITERS):
         self.griffin_lim_iters = int(griffin_lim_iters)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE
 from .base import Codec, CodecUnavailable, as_channels_first, check_latents
 
 HUB_REPO = "stabilityai/stable-audio-open-1.0"  # gated (SPEC §3)
@@ -190,7 +191,7 @@ def diffusers_config_from_sat(model_config: dict) -> dict:
     return dict(encoder_hidden_size=ec["channels"], downsampling_ratios=list(ec["strides"]),
                 channel_multiples=list(ec["c_mults"]), decoder_channels=dc["channels"],
                 decoder_input_channels=dc["latent_dim"], audio_channels=ae.get("io_channels", 2),
-                sampling_rate=model_config.get("sample_rate", 44100))
+                sampling_rate=model_config.get("sample_rate", SAMPLE_RATE))
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,7 +289,7 @@ class SAOCodec(Codec):
     """
 
     name = "sao"
-    sample_rate = 44100
+    sample_rate = SAMPLE_RATE
 
     def __init__(self, path=None, device="cpu", dtype="float32", chunk_seconds: float | None = 20.0,
                  overlap_seconds: float = 1.0, sample_posterior: bool = False, seed: int = 0,

@@ -17,7 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-SR = 44100  # output sample rate (SPEC §1)
+from ..audio import SAMPLE_RATE as SR  # output sample rate (paper §III-C: 44.1 kHz)
+
 PITCH_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
 MAJOR_SCALE = [0, 2, 4, 5, 7, 9, 11]
 MINOR_SCALE = [0, 2, 3, 5, 7, 8, 10]  # natural minor

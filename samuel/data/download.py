@@ -27,7 +27,7 @@ from samuel.data.songlist import Song
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 44100  # WAV 44.1 kHz stereo (paper §III-C)
+SAMPLE_RATE = audio.SAMPLE_RATE  # WAV 44.1 kHz stereo (paper §III-C)
 MAX_SECONDS = 900.0  # skip anything over 15 minutes (paper §III-C)
 _NETWORK_ERRORS = ("name or service not known", "temporary failure in name resolution",
                    "nodename nor servname", "network is unreachable", "no route to host",

@@ -25,7 +25,7 @@ from samuel import audio
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 44100  # the package's audio rate (paper §III-C)
+SAMPLE_RATE = audio.SAMPLE_RATE  # the package's audio rate (paper §III-C)
 _HUB = ("huggingface.co", 443)
 
 

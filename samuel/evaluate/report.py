@@ -1,0 +1,280 @@
+"""The report of an evaluation: results files, plots, example clips and the text table.
+
+Book: notebook 06 (every results cell, "Listen"); design §7.
+
+:func:`write_outputs` writes ``results.json`` and the CSV tables and plots beside it,
+:func:`write_examples` the example clips to listen to, and :func:`format_table` is the text
+that ``samuel evaluate`` prints.
+"""
+from __future__ import annotations
+
+import csv
+import io as _io
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..io import atomic_path, write_json
+from .conditions import AUDIOBOX_AXES
+from .context import Context
+from .metrics import CLIP_METRICS, CONDITIONS, HIGHER_IS_BETTER, METRICS, REALISM
+
+
+# --------------------------------------------------------------------------- files and plots
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence]) -> None:
+    buf = _io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    with atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue())
+
+
+def write_outputs(results: Mapping, out_dir: str | os.PathLike) -> None:
+    """``results.json``, ``fit.csv``, ``samplers.csv``, ``efficiency.csv``, ``fit.png`` and
+    ``samplers.png`` in ``out_dir`` (each written atomically)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "results.json", results)
+    rows = []
+    for cond, metrics in results["fit"].items():
+        for m, v in metrics.items():
+            rows.append([cond, m, v["mean"], v["lo"], v["hi"], v["n"]])
+    _write_csv(out_dir / "fit.csv", ["condition", "metric", "mean", "lo", "hi", "n"], rows)
+    s = results["samplers"]
+    rows = []
+    if not s.get("skipped"):
+        for name in ("fast", "ancestral"):
+            for m, v in s[name]["fit"].items():
+                rows.append([name, s[name]["steps"], m, v["mean"], v["lo"], v["hi"],
+                             s[name]["seconds_per_clip"]])
+    _write_csv(out_dir / "samplers.csv",
+               ["sampler", "steps", "metric", "mean", "lo", "hi", "seconds_per_clip"], rows)
+    _write_csv(out_dir / "efficiency.csv", ["quantity", "value"],
+               [[k, v] for k, v in results["efficiency"].items()])
+    if results.get("table_i"):  # AudioBox-Aesthetics scores exist: paper Table I beside ours
+        cols = ["source", "from", "n", "compare_with", *AUDIOBOX_AXES,
+                *(f"{k}_{e}" for k in AUDIOBOX_AXES for e in ("lo", "hi"))]
+        _write_csv(out_dir / "table_i.csv", cols, [[r.get(c) for c in cols] for r in results["table_i"]])
+    _plot_fit(results, out_dir / "fit.png")
+    _plot_samplers(results, out_dir / "samplers.png")
+
+
+def _bar(ax, labels, entries, colors):
+    means = [np.nan if e["mean"] is None else e["mean"] for e in entries]
+    err = [[0 if (e["lo"] is None or e["mean"] is None) else e["mean"] - e["lo"] for e in entries],
+           [0 if (e["hi"] is None or e["mean"] is None) else e["hi"] - e["mean"] for e in entries]]
+    ax.bar(range(len(labels)), means, yerr=err, capsize=4, color=colors)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=20)
+
+
+def _save_fig(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _plot_fit(results: Mapping, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [m for m in (*METRICS, *REALISM) if m in results["fit"]["conditioned"]]
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.6))
+    colors = {"conditioned": "tab:blue", "shuffled": "tab:orange", "null": "tab:gray", "real": "tab:green"}
+    real_label = {"fad": "real vs\nreal", "frechet": "real, other\nsegment"}
+    for ax, m in zip(axes, shown):
+        conds = [c for c in (*CONDITIONS, "real") if m in results["fit"].get(c, {})]
+        labels = [real_label.get(m, c) if c == "real" else c for c in conds]
+        _bar(ax, labels, [results["fit"][c][m] for c in conds], [colors[c] for c in conds])
+        arrow = "higher is better" if HIGHER_IS_BETTER[m] else "lower is better"
+        kind = "realism, not fit" if m in REALISM else arrow
+        ax.set_title(f"{m} ({kind})", fontsize=9)
+        ax.set_ylabel({"chroma": "Pearson r", "key": "MIREX score", "beat": "salience ratio",
+                       "frechet": "paired Fréchet distance", "fad": "set Fréchet distance"}[m])
+    fig.suptitle(f"Fit to the vocal, mean and 95 % interval over {results['n_clips']} test clips")
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def _plot_samplers(results: Mapping, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = results["samplers"]
+    fig, axes = plt.subplots(1, 4, figsize=(12.8, 3.4))
+    if s.get("skipped"):
+        for ax in axes:
+            ax.axis("off")
+        axes[0].text(0, 0.5, "sampler comparison skipped")
+    else:
+        names = ["fast", "ancestral"]
+        labels = [f"{s[k]['name'].split(' ')[0]}\n{s[k]['steps']} steps" for k in names]
+        for ax, m in zip(axes, ("chroma", "key", "beat")):
+            _bar(ax, labels, [s[k]["fit"][m] for k in names], ["tab:blue", "tab:purple"])
+            ax.set_title(m, fontsize=9)
+        axes[3].bar(labels, [s[k]["seconds_per_clip"] for k in names], color=["tab:blue", "tab:purple"])
+        axes[3].set_yscale("log")
+        axes[3].set_ylabel("seconds per clip")
+        axes[3].set_title(f"speed ratio {s['speed_ratio']:.0f}x", fontsize=9)
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def write_examples(ctx: Context, folder: Path, examples: Sequence[tuple]) -> None:
+    """``<folder>/<k>_<song>_{vocal,generated,true_accomp,mix}.wav`` for the example clips.
+
+    The vocal is the song's ``vocals.wav`` excerpt when the data has song audio at this rate,
+    else the decoded vocal latents.
+
+    Args:
+        ctx: the run.
+        folder: where the WAV files go.
+        examples: ``(clip, row, offset_s, generated [2, N], true [2, N])``
+            (:attr:`samuel.evaluate.conditions.Scores.examples`).
+    """
+    from .. import audio as audio_mod
+
+    sr, clip_seconds = ctx.sr, ctx.clip_seconds
+    data_dir = ctx.songs_dir.parent if ctx.songs_dir is not None else ctx.data_dir
+    for k, (i, row, offset_s, gen, ref) in enumerate(examples):
+        vocal = _vocal_excerpt(data_dir / "songs" / row["song_id"] / "vocals.wav", offset_s,
+                               clip_seconds, sr)
+        if vocal is None:
+            vocal = ctx.decode(ctx.vocals[i], "vocal")
+        n = min(vocal.shape[1], gen.shape[1])
+        mix = vocal[:, :n] + gen[:, :n]
+        peak = float(np.max(np.abs(mix))) if mix.size else 0.0
+        if peak > 0.99:
+            mix = mix * (0.99 / peak)
+        stem = f"{k}_{row['song_id']}"
+        for name, x in (("vocal", vocal), ("generated", gen), ("true_accomp", ref), ("mix", mix)):
+            audio_mod.save(folder / f"{stem}_{name}.wav", x, sr)
+
+
+def _vocal_excerpt(wav: Path, offset_s: float, seconds: float, sr: int) -> np.ndarray | None:
+    """``[2, N]`` of ``wav`` from ``offset_s``; None when it is missing, unreadable or at
+    another rate (the caller then decodes the vocal latents instead)."""
+    if not wav.exists():
+        return None
+    from .. import audio as audio_mod
+
+    try:
+        import soundfile as sf
+
+        data, file_sr = sf.read(str(wav), start=int(round(offset_s * sr)),
+                                frames=int(round(seconds * sr)), dtype="float32", always_2d=True)
+        if file_sr == sr and len(data):
+            return audio_mod.to_channels(data.T, 2)
+    except Exception:
+        return None
+    return None
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _num(x: float) -> str:
+    return f"{x:.3f}" if abs(x) < 100 else f"{x:.4g}"
+
+
+def _fmt(v: Mapping) -> str:
+    if v.get("mean") is None:
+        return "n/a"
+    if v.get("lo") is None:
+        return _num(v["mean"])
+    return f"{_num(v['mean'])} [{_num(v['lo'])}, {_num(v['hi'])}]"
+
+
+def format_table(results: Mapping) -> str:
+    """A readable text report of :func:`~samuel.evaluate.run.evaluate`'s results (what
+    ``samuel evaluate`` prints): fit and verdicts, samplers, Table II, AudioBox.
+
+    Works on the results as returned or as read back from ``results.json`` (whose keys are
+    sorted: every list here follows the metrics' and conditions' own order).
+    """
+    return "\n".join([*_fit_lines(results), "", *_sampler_lines(results["samplers"]), "",
+                       *_efficiency_lines(results["efficiency"]), "",
+                       *_audiobox_lines(results)])
+
+
+def _fit_lines(results: Mapping) -> list[str]:
+    """The header, the fit table (conditions across, metrics down) and the verdicts."""
+    s = results["sampler"]
+    lines = [f"Evaluation of profile {results['profile']!r} on {results['n_clips']} test clips "
+             f"of {results['n_songs']} songs ({results['clip_seconds']:.1f} s each), sampler "
+             f"{s['name']} ({s['steps']} steps, cfg {s['cfg_scale']:g}), mean [95 % interval]", ""]
+    fit, conds, width = results["fit"], [*CONDITIONS, "real"], 29
+    lines.append("metric".ljust(8) + "".join(c.ljust(width) for c in conds))
+    for m in (*METRICS, *REALISM):
+        if m in fit["conditioned"]:
+            lines.append(m.ljust(8) + "".join(
+                (_fmt(fit[c][m]) if m in fit.get(c, {}) else "-").ljust(width) for c in conds))
+    lines.append("(real: the true accompaniment; its frechet is to another segment of the same song;")
+    lines.append(" fad is realism, not fit: set against set, blind to the pairing; real: half vs half)")
+    if results.get("data", {}).get("truth"):
+        lines.append(f"ground truth: {results['data']['truth']}")
+    lines.append("")
+    for m in METRICS:
+        lines.append(f"conditioned beats shuffled and null on {m}: {results['beats_baselines'][m]}")
+    return lines
+
+
+def _sampler_lines(s: Mapping) -> list[str]:
+    """The fast sampler against the paper's: times, fit per metric, verdicts."""
+    if s.get("skipped"):
+        return ["sampler comparison: skipped"]
+    fast, anc = s["fast"], s["ancestral"]
+    lines = [f"samplers on {s['clips']} clips: fast {fast['name']} ({fast['steps']} steps) "
+             f"{fast['seconds_per_clip']:.3f} s/clip, ancestral ({anc['steps']} steps) "
+             f"{anc['seconds_per_clip']:.3f} s/clip, ratio {s['speed_ratio']:.1f}x"]
+    for m in (m for m in CLIP_METRICS if m in s["overlap"]):
+        lines.append(f"  {m}: fast {_fmt(fast['fit'][m])}  ancestral "
+                     f"{_fmt(anc['fit'][m])}  overlap: {s['overlap'][m]}")
+    lines.append(f"fast sampler fits as well as the paper's: {s['equal_fit']}")
+    lines.append(f"fast sampler at least 40x faster: {s['at_least_40x_faster']}")
+    return lines
+
+
+def _efficiency_lines(e: Mapping) -> list[str]:
+    """Paper Table II of this run."""
+    lines = ["Efficiency (paper Table II)",
+             f"  device                      {e['device']}",
+             f"  parameters (model)          {e['parameters']:,}",
+             f"  parameters (with codec)     {e['parameters_with_codec']:,}  ({e['codec']} codec: "
+             f"{e['codec_parameters']:,})",
+             f"  seconds per 47.55 s clip    {e['fast_total_seconds_per_47s_clip']:.2f} "
+             f"(fast sampler {e['fast_seconds_per_47s_clip']:.2f} + decode "
+             f"{e['decode_seconds_per_47s_clip']:.2f})"]
+    if "ancestral_seconds_per_47s_clip" in e:
+        lines.append(f"  ancestral, per 47.55 s clip {e['ancestral_seconds_per_47s_clip']:.2f} "
+                     "(generation only)")
+    lines.append(f"  peak memory                 {e['peak_rss_mib']:.0f} MiB RSS"
+                 + (f", {e['peak_cuda_mib']:.0f} MiB CUDA" if "peak_cuda_mib" in e else ""))
+    lines.append(f"  ({e['scaling']})")
+    return lines
+
+
+def _audiobox_lines(results: Mapping) -> list[str]:
+    """AudioBox-Aesthetics per condition (or why there are none), and paper Table I."""
+    a = results["audiobox"]
+    if not a.get("available"):
+        return [f"AudioBox-Aesthetics: not available: {a.get('reason')}"]
+    lines = [f"AudioBox-Aesthetics {name}: " + ", ".join(
+                 f"{k} {_fmt(a[name][k])}" for k in AUDIOBOX_AXES if k in a[name])
+             for name in (*CONDITIONS, "real") if isinstance(a.get(name), Mapping)]
+    if results.get("table_i"):
+        from ..aesthetics import format_table_i
+
+        lines += ["", format_table_i(results["table_i"])]
+    return lines
