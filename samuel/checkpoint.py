@@ -6,7 +6,10 @@ A checkpoint folder holds:
 - ``checkpoint.json``: the configuration, the normalisation statistics, the codec, the step
   and the validation loss, and the non-tensor parts of the training state;
 - ``state.safetensors``: the training state to resume a run exactly — the raw and EMA
-  weights of the latest step, the optimiser's moments, the RNG states.
+  weights of the latest step, the optimiser's moments and step counters, and the RNG state
+  of every training process: ``rng.{rank}`` (its CPU generator: batch rows, transposition,
+  and on a CPU also the noise) and, when training on a GPU, ``rng_dev.{rank}`` (its device
+  generator: timesteps, noise, dropout). Rank 0 gathers them all and writes the one file.
 
 Book: notebook 04.
 """
@@ -119,6 +122,13 @@ def load_checkpoint(folder, device: str = "cpu") -> Loaded:
         weights = load_file(str(path))
     except Exception as e:  # truncated or not safetensors
         raise CheckpointError(f"{path}: expected safetensors weights, could not read them ({e})") from e
+    own = model.state_dict()
+    shapes = [k for k, v in weights.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    if shapes:
+        k = shapes[0]
+        raise CheckpointError(f"{path}: weights do not match the configuration in {META_FILE} "
+                              f"({len(shapes)} of another shape, e.g. {k}: expected "
+                              f"{tuple(own[k].shape)}, found {tuple(weights[k].shape)})")
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not match the configuration in {META_FILE} "
@@ -135,4 +145,9 @@ def load_state(folder) -> tuple[dict, dict]:
     meta = load_meta(folder)
     if not (folder / STATE_FILE).exists() or "state" not in meta:
         raise CheckpointError(f"{folder}: expected a resumable training state ({STATE_FILE}), found none")
-    return load_file(str(folder / STATE_FILE)), meta["state"]
+    path = folder / STATE_FILE
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:  # truncated or not safetensors
+        raise CheckpointError(f"{path}: expected safetensors training state, could not read it ({e})") from e
+    return tensors, meta["state"]

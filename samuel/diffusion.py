@@ -101,12 +101,20 @@ def training_loss(model, schedule: Schedule, x0: Tensor, vocals: Tensor, cond_dr
         x0: clean accompaniment latents ``[B,C,T]``.
         vocals: vocal latents ``[B,C,T]``; a fraction ``cond_dropout`` of rows is replaced by
             the model's learned null condition (``cond_mask`` False) for classifier-free guidance.
+        generator: the source of the timesteps, noise and dropout mask; they are drawn on its
+            device (a CUDA generator keeps them on the GPU) and moved to ``x0``'s device.
+
+    Returns:
+        the scalar loss (a 0-dim tensor, not synchronised with the host).
     """
     b = x0.shape[0]
     dev = x0.device
-    t = torch.randint(0, schedule.timesteps, (b,), generator=generator, device="cpu").to(dev)
-    noise = torch.randn(x0.shape, generator=generator, device="cpu").to(dev, x0.dtype)
-    cond_mask = (torch.rand(b, generator=generator, device="cpu") >= cond_dropout).to(dev)
+    # drawn on the generator's device (the training device when the loop passes a device
+    # generator; the CPU for a CPU generator, then moved), in the order t, noise, mask
+    gdev = generator.device if generator is not None else torch.device("cpu")
+    t = torch.randint(0, schedule.timesteps, (b,), generator=generator, device=gdev).to(dev)
+    noise = torch.randn(x0.shape, generator=generator, device=gdev).to(dev, x0.dtype)
+    cond_mask = (torch.rand(b, generator=generator, device=gdev) >= cond_dropout).to(dev)
     x_t = schedule.q_sample(x0, t, noise)
     v = schedule.v_target(x0, noise, t)
     pred = model(x_t, t, vocals, cond_mask)
@@ -133,16 +141,37 @@ def guided_v(model, x: Tensor, t: Tensor, vocals: Optional[Tensor], cfg_scale: f
 Callback = Callable[[int, Tensor, Tensor], None]  # (t, x_t, v)
 
 
+def _randn(shape, generator: Optional[torch.Generator], device, dtype=None) -> Tensor:
+    """Standard normal ``shape`` drawn on the generator's device (CPU without one), then moved."""
+    gdev = generator.device if generator is not None else torch.device("cpu")
+    return torch.randn(tuple(shape), generator=generator, device=gdev).to(device, dtype)
+
+
+def _guided(model, x: Tensor, t: Tensor, vocals: Optional[Tensor], cfg_scale: float,
+            autocast: bool) -> Tensor:
+    """:func:`guided_v`, under bf16 autocast when ``autocast``; returned in ``x``'s dtype."""
+    if not autocast:
+        return guided_v(model, x, t, vocals, cfg_scale)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        v = guided_v(model, x, t, vocals, cfg_scale)
+    return v.to(x.dtype)
+
+
 @torch.no_grad()
 def sample_ancestral(model, schedule: Schedule, shape, vocals: Optional[Tensor] = None,
                      cfg_scale: float = 1.0, generator: Optional[torch.Generator] = None,
                      callback: Optional[Callback] = None, steps: Optional[int] = None,
-                     progress: bool = False, device="cpu") -> Tensor:
+                     progress: bool = False, device="cpu", autocast: bool = False) -> Tensor:
     """The paper's ancestral (DDPM) sampler over all timesteps, from ``t = T-1`` to ``0``.
 
     ``steps`` runs only the first ``steps`` iterations (used to time a slice and extrapolate).
+    ``autocast`` runs the model under bf16 autocast (off by default; the update itself stays
+    in float32); the noise comes from ``generator`` on its own device.
+
+    Returns:
+        the sample ``shape`` (``[B, C, T]``), float32.
     """
-    x = torch.randn(shape, generator=generator).to(device)
+    x = _randn(shape, generator, device)
     betas = torch.as_tensor(schedule.betas, dtype=torch.float64)
     ab = torch.as_tensor(schedule.alpha_bar, dtype=torch.float64)
     ts = list(range(schedule.timesteps - 1, -1, -1))
@@ -150,7 +179,7 @@ def sample_ancestral(model, schedule: Schedule, shape, vocals: Optional[Tensor] 
         ts = ts[:steps]
     for i in tqdm(ts, disable=not progress, desc="ancestral", leave=False):
         t = torch.full((shape[0],), i, dtype=torch.long, device=device)
-        v = guided_v(model, x, t, vocals, cfg_scale)
+        v = _guided(model, x, t, vocals, cfg_scale, autocast)
         if callback is not None:
             callback(i, x, v)
         x0 = schedule.x0_from_v(x, v, t)
@@ -161,14 +190,24 @@ def sample_ancestral(model, schedule: Schedule, shape, vocals: Optional[Tensor] 
         mean = c0 * x0 + ct * x
         if i > 0:
             var = float(beta * (1 - ab_prev) / (1 - ab_t))
-            x = mean + math.sqrt(var) * torch.randn(shape, generator=generator).to(device)
+            x = mean + math.sqrt(var) * _randn(shape, generator, device)
         else:
             x = mean
     return x
 
 
 def fast_timesteps(timesteps: int, steps: int) -> list:
-    """Evenly spaced ``trailing`` timesteps: the first is ``timesteps-1`` (pure noise)."""
+    """Evenly spaced ``trailing`` timesteps: the first is ``timesteps-1`` (pure noise).
+
+    At most ``timesteps`` steps: more would repeat timesteps, a zero step in log-SNR
+    (DPM-Solver++ divides by it).
+
+    Raises:
+        ValueError: ``steps`` is below 1 or above ``timesteps``.
+    """
+    if not 1 <= int(steps) <= timesteps:
+        raise ValueError(f"steps = {steps}: expected 1 to {timesteps} sampling steps (the "
+                         f"schedule has {timesteps} distinct timesteps; more would repeat them)")
     return [int(round(timesteps - 1 - i * timesteps / steps)) for i in range(steps)]
 
 
@@ -185,6 +224,9 @@ def solver_step(alpha_bar, i: int, j: int, x: Tensor, x0: Tensor, prev_x0: Optio
     """
     if eta > 0 and method != "ddim":
         raise ValueError(f"eta = {eta:g}: only the 'ddim' sampler is stochastic, not {method!r}")
+    if not j < i:
+        raise ValueError(f"solver step from timestep {i} to {j}: expected a smaller timestep "
+                         "(a step of zero or backwards in noise level)")
     a_t, s_t = math.sqrt(alpha_bar[i]), math.sqrt(1 - alpha_bar[i])
     a_s, s_s = math.sqrt(alpha_bar[j]), math.sqrt(1 - alpha_bar[j])
     h = math.log(a_s / s_s) - math.log(a_t / s_t)
@@ -192,7 +234,7 @@ def solver_step(alpha_bar, i: int, j: int, x: Tensor, x0: Tensor, prev_x0: Optio
         sigma = eta * math.sqrt((1 - alpha_bar[j]) / (1 - alpha_bar[i])) \
             * math.sqrt(max(1 - alpha_bar[i] / alpha_bar[j], 0.0))
         eps = (x - a_t * x0) / s_t
-        z = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
+        z = _randn(x.shape, generator, x.device, x.dtype)
         return a_s * x0 + math.sqrt(max(1 - alpha_bar[j] - sigma ** 2, 0.0)) * eps + sigma * z, h
     d = x0
     if method == "dpmsolver++" and prev_x0 is not None:
@@ -205,7 +247,8 @@ def solver_step(alpha_bar, i: int, j: int, x: Tensor, x0: Tensor, prev_x0: Optio
 def sample_fast(model, schedule: Schedule, shape, vocals: Optional[Tensor] = None,
                 cfg_scale: float = 1.0, steps: int = 16, method: str = "dpmsolver++",
                 generator: Optional[torch.Generator] = None, callback: Optional[Callback] = None,
-                progress: bool = False, device="cpu", eta: float = 0.0) -> Tensor:
+                progress: bool = False, device="cpu", eta: float = 0.0,
+                autocast: bool = False) -> Tensor:
     """A few-step sampler: DDIM (Song et al. 2021; deterministic at ``eta`` = 0, ancestral at
     ``eta`` = 1, see :func:`solver_step`) or DPM-Solver++(2M) (Lu et al. 2022) on the data
     prediction, both with classifier-free guidance.
@@ -213,16 +256,22 @@ def sample_fast(model, schedule: Schedule, shape, vocals: Optional[Tensor] = Non
     Both work in the data-prediction form: with ``λ = log(sqrt(ᾱ)/sqrt(1-ᾱ))``, DDIM is the
     first-order step ``x_s = (σ_s/σ_t) x_t − α_s (e^{-h} − 1) x0`` and DPM-Solver++(2M) adds a
     second-order correction from the previous step's ``x0``.
+
+    ``steps`` is at most the schedule's timesteps (:func:`fast_timesteps` raises otherwise);
+    ``autocast`` runs the model under bf16 autocast (off by default).
+
+    Returns:
+        the sample ``shape`` (``[B, C, T]``), float32.
     """
     if method not in ("ddim", "dpmsolver++"):
         raise ValueError(f"unknown fast sampler {method!r}: expected 'ddim' or 'dpmsolver++'")
     ab = schedule.alpha_bar
     ts = fast_timesteps(schedule.timesteps, steps)
-    x = torch.randn(shape, generator=generator).to(device)
+    x = _randn(shape, generator, device)
     prev_x0, prev_h = None, None
     for k, i in enumerate(tqdm(ts, disable=not progress, desc=method, leave=False)):
         t = torch.full((shape[0],), i, dtype=torch.long, device=device)
-        v = guided_v(model, x, t, vocals, cfg_scale)
+        v = _guided(model, x, t, vocals, cfg_scale, autocast)
         if callback is not None:
             callback(i, x, v)
         x0 = schedule.x0_from_v(x, v, t)

@@ -242,3 +242,65 @@ def test_tiny_model_overfits_a_conditional_toy_set():
     err_right = (x - acc).pow(2).mean(dim=(1, 2))
     err_swapped = (x - acc.flip(0)).pow(2).mean(dim=(1, 2))
     assert torch.all(err_right < err_swapped / 4), (err_right, err_swapped)
+
+
+def test_fast_timesteps_are_distinct_up_to_the_schedule_and_refuse_more():
+    for steps in range(1, 801):
+        ts = fast_timesteps(800, steps)
+        assert len(set(ts)) == steps and ts == sorted(ts, reverse=True) and ts[-1] >= 0, steps
+    for bad in (0, 801, 1000):
+        with pytest.raises(ValueError, match="expected 1 to 800 sampling steps"):
+            fast_timesteps(800, bad)
+
+
+def test_dpm_solver_beyond_the_training_timesteps_is_a_clear_error():
+    """More steps than timesteps would repeat one (h = 0: DPM-Solver++ divided by zero)."""
+    den = GaussianDenoiser(1.5, 0.5)
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match="steps = 801: expected 1 to 800"):
+        sample_fast(den, SCHED, (4, 1, 8), steps=801, method="dpmsolver++", generator=g)
+    assert den.calls == 0
+    # the most there may be: every timestep once, finite and on the right distribution
+    x = sample_fast(den, SCHED, (2048, 1, 8), steps=800, method="dpmsolver++", generator=g)
+    assert den.calls == 800 and torch.isfinite(x).all()
+    assert abs(x.mean().item() - 1.5) < 0.03 and abs(x.std().item() - 0.5) / 0.5 < 0.05
+    from samuel.diffusion import solver_step
+    with pytest.raises(ValueError, match="expected a smaller timestep"):
+        solver_step(SCHED.alpha_bar, 400, 400, x, x, x, 0.1, "dpmsolver++")
+
+
+@pytest.mark.parametrize("sampler", ["ancestral", "ddim", "dpmsolver++"])
+def test_bf16_autocast_sampling_is_an_option_close_to_float32(sampler):
+    cfg = config.load("smoke")
+    torch.manual_seed(0)
+    m = model.build(cfg).eval()
+    with torch.no_grad():  # the zero-initialised output layer would make every sample noise
+        m.conv_out.weight.normal_(0, 0.05)
+    voc = torch.randn(2, 64, 32, generator=torch.Generator().manual_seed(1))
+
+    def run(**kw):
+        g = torch.Generator().manual_seed(0)
+        common = dict(vocals=voc, cfg_scale=2.0, generator=g, **kw)
+        if sampler == "ancestral":
+            return sample_ancestral(m, SCHED, (2, 64, 32), steps=8, **common)
+        return sample_fast(m, SCHED, (2, 64, 32), steps=8, method=sampler, **common)
+
+    ref, off, on = run(), run(autocast=False), run(autocast=True)
+    assert torch.equal(ref, off)  # off by default
+    assert on.dtype == torch.float32 and torch.isfinite(on).all()
+    assert not torch.equal(on, ref)  # the model really ran in bf16
+    rel = ((on - ref).norm() / ref.norm()).item()
+    assert rel < 0.05, rel
+
+
+def test_loss_draws_come_from_the_generator_in_a_fixed_order():
+    """t, then the noise, then the dropout mask, all from ``generator`` (on its device)."""
+    spy = Spy()
+    x0, voc = torch.randn(8, 2, 4), torch.randn(8, 2, 4)
+    g = torch.Generator().manual_seed(7)
+    _, parts = training_loss(spy, SCHED, x0, voc, cond_dropout=0.5, generator=g, return_parts=True)
+    ref = torch.Generator().manual_seed(7)
+    assert torch.equal(parts["t"], torch.randint(0, 800, (8,), generator=ref))
+    assert torch.equal(parts["noise"], torch.randn(x0.shape, generator=ref))
+    assert torch.equal(parts["cond_mask"], torch.rand(8, generator=ref) >= 0.5)
+    assert torch.equal(g.get_state(), ref.get_state())

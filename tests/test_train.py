@@ -143,3 +143,121 @@ def test_transposition_augmentation_trains_and_resumes_exactly(tmp_path):
     train(_cfg(transpose=3), data_dir=data, run_dir=tmp_path / "b", resume=True, progress=False,
           on_step=lambda s, l: resumed.setdefault(s, l))
     assert [resumed[s] for s in range(5, 13)] == full[4:12]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A finished 12-step run's checkpoint folder (shared; copy it before changing it)."""
+    root = tmp_path_factory.mktemp("trained")
+    data = _fake_popdb(root / "popdb")
+    train(_cfg(), data_dir=data, run_dir=root / "run", progress=False)
+    return root / "run" / "checkpoint"
+
+
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")
+@pytest.mark.parametrize("device", ["cpu", "meta", "cuda"])
+def test_optimizer_state_after_resume_is_placed_as_torch_places_it(trained, device):
+    """Moments beside their parameters; AdamW's ``step`` counters stay on the CPU (torch's own
+    ``load_state_dict`` rule for a non-capturable, non-fused AdamW). ``meta`` stands in for a
+    GPU where there is none: a restore that moved every tensor to the device would put the
+    counters there."""
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    from samuel.model import build
+    from samuel.train import restore
+
+    ck = trained
+    saved = load_file(str(ck / "state.safetensors"))
+    cfg = _cfg()
+    model = build(cfg).to(device)
+    ema = build(cfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    g = torch.Generator()
+    meta = restore(ck, model, ema, opt, sched, g, g)
+    assert meta["step"] == 12 and meta["world_size"] == 1
+    assert torch.equal(g.get_state(), saved["rng.0"])
+    assert len(opt.state) == len(list(model.parameters()))
+    for idx, p in enumerate(model.parameters()):
+        st = opt.state[p]
+        assert st["step"].device.type == "cpu" and st["step"].dim() == 0
+        assert float(st["step"]) == 12.0
+        for k in ("exp_avg", "exp_avg_sq"):
+            assert st[k].device == p.device and st[k].dtype == p.dtype
+            if device != "meta":
+                assert torch.equal(st[k].cpu(), saved[f"opt.{idx}.{k}"])
+    if device != "meta":
+        w = "conv_in.weight"
+        assert torch.equal(model.state_dict()[w].cpu(), saved[f"model.{w}"])
+        assert torch.equal(ema.state_dict()[w].cpu(), saved[f"ema.{w}"])
+
+
+def test_a_bad_rng_state_is_a_clear_error(trained, tmp_path):
+    import shutil
+
+    from samuel.checkpoint import CheckpointError, save_tensors
+    from samuel.model import build
+    from samuel.train import restore
+
+    ck = Path(shutil.copytree(trained, tmp_path / "checkpoint"))
+    saved = load_file(str(ck / "state.safetensors"))
+    save_tensors(ck / "state.safetensors", {**saved, "rng.0": torch.zeros(7, dtype=torch.uint8)})
+    cfg = _cfg()
+    model, ema = build(cfg), build(cfg)
+    opt = torch.optim.AdamW(model.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    g = torch.Generator()
+    with pytest.raises(CheckpointError, match=r"state.safetensors: rng.0: expected the state of a cpu generator, found 7 bytes"):
+        restore(ck, model, ema, opt, sched, g, g)
+
+
+def test_batches_read_ahead_are_the_batches_read_in_step_order():
+    """The background reader (used on a GPU) hands out the same rows in the same order as the
+    in-loop reader, and reports the generator state right after each batch it hands out."""
+    from samuel.train import Batches
+
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal((50, 4, 8)).astype(np.float32)
+    a = rng.standard_normal((50, 4, 8)).astype(np.float32)
+    g_sync, g_ahead = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    sync = Batches(v, a, 6, g_sync, "cpu", ahead=0)
+    ahead = Batches(v, a, 6, g_ahead, "cpu", ahead=3)
+    try:
+        for _ in range(10):
+            vs, as_ = sync.next()
+            va, aa = ahead.next()
+            assert torch.equal(vs, va) and torch.equal(as_, aa)
+            # the reader is ahead of the loop, but the state to save is the loop's
+            assert torch.equal(ahead.state(), sync.state())
+    finally:
+        ahead.close()
+    assert not ahead._thread.is_alive()
+
+
+def test_resume_is_exact_with_the_accelerator_bookkeeping(tmp_path, monkeypatch):
+    """On a GPU the noise comes from a generator on the device and batches are read ahead by a
+    thread; both states are saved (``rng.0``, ``rng_dev.0``). Run here on the CPU."""
+    import samuel.train as train_mod
+
+    data = _fake_popdb(tmp_path / "popdb")
+    cpu_way = []
+    train(_cfg(), data_dir=data, run_dir=tmp_path / "c", progress=False,
+          on_step=lambda s, l: cpu_way.append(l))
+    monkeypatch.setattr(train_mod, "_feeds_accelerator", lambda device: True)
+    full = []
+    train(_cfg(), data_dir=data, run_dir=tmp_path / "a", progress=False,
+          on_step=lambda s, l: full.append(l))
+    assert full != cpu_way  # the noise has its own generator now
+
+    def killer(step, loss):
+        if step == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(), data_dir=data, run_dir=tmp_path / "b", progress=False, on_step=killer)
+    state = load_file(str(tmp_path / "b" / "checkpoint" / "state.safetensors"))
+    assert {"rng.0", "rng_dev.0"} <= set(state) and "rng.1" not in state
+    resumed = {}
+    train(_cfg(), data_dir=data, run_dir=tmp_path / "b", resume=True, progress=False,
+          on_step=lambda s, l: resumed.setdefault(s, l))
+    assert [resumed[s] for s in range(5, 13)] == full[4:12]
