@@ -1,4 +1,4 @@
-"""The σ-vs-timestep analysis (paper Fig. 3, SPEC §6) and the eq. 3 mix ablation.
+"""The σ-vs-timestep analysis (paper Fig. 3, design §6) and the eq. 3 mix ablation.
 
 Book: notebook 05.
 
@@ -22,12 +22,16 @@ from .model.attention import mix_weights
 
 
 def record_sampling(model, schedule: Schedule, vocals: Optional[torch.Tensor], shape,
-                    cfg_scale: float = 1.0, seed: int = 0, progress: bool = False) -> dict:
+                    cfg_scale: float = 1.0, seed: int = 0, progress: bool = False,
+                    device="cpu") -> dict:
     """Run the ancestral sampler and record per-timestep statistics.
+
+    ``model`` and ``vocals`` ``[B, C, T]`` live on ``device``; the noise is drawn on the CPU
+    from ``seed`` (the same on any device).
 
     Returns:
         dict of numpy arrays indexed by position in the run (``t`` descending): ``t``,
-        ``x_mean``, ``x_std``, ``v_mean``, ``v_std``, and the final sample ``x0``.
+        ``x_mean``, ``x_std``, ``v_mean``, ``v_std``, and the final sample ``x0`` (a CPU tensor).
     """
     rec = {k: [] for k in ("t", "x_mean", "x_std", "v_mean", "v_std")}
 
@@ -40,9 +44,9 @@ def record_sampling(model, schedule: Schedule, vocals: Optional[torch.Tensor], s
 
     g = torch.Generator().manual_seed(seed)
     x0 = sample_ancestral(model, schedule, shape, vocals=vocals, cfg_scale=cfg_scale, generator=g,
-                          callback=callback, progress=progress)
+                          callback=callback, progress=progress, device=device)
     out = {k: np.asarray(v) for k, v in rec.items()}
-    out["x0"] = x0
+    out["x0"] = x0.cpu()
     return out
 
 
@@ -116,7 +120,7 @@ def plot_mixing(schedule: Schedule, ax=None):
 
 def mix_ablation(cfg, root=None, progress: bool = True, max_clips: Optional[int] = None) -> dict:
     """Train ``cfg`` with ``mix="reversed"`` beside the main (``mix="paper"``) run and compare
-    their best validation loss and fit metrics on the test split (SPEC §4's known conflict).
+    their best validation loss and fit metrics on the test split (design §4's known conflict).
 
     ``root`` is the run folder (default ``runs/<profile>``). The ``paper`` variant is its main
     checkpoint, trained by notebook 04; the reversed one is trained with

@@ -1,4 +1,4 @@
-"""Audio in and out: load, save, resample, channel layout, loudness, players (SPEC §1-§2).
+"""Audio in and out: load, save, resample, channel layout, loudness, players (design §1-§2).
 
 The only module that touches audio files. Everything inside the package is a float32
 array ``[C, N]`` at 44.1 kHz (paper §III-C: "WAV 44.1 kHz stereo"); this module turns

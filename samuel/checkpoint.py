@@ -1,4 +1,4 @@
-"""Checkpoints: safetensors weights + JSON, never pickles of code (SPEC §5).
+"""Checkpoints: safetensors weights + JSON, never pickles of code (design §5).
 
 A checkpoint folder holds:
 

@@ -1,13 +1,16 @@
 """``samuel …`` commands. Each is a thin wrapper over a package function.
 
     samuel data build --profile demo [--out DIR] [--songlist CSV]
+    samuel data popdb DIR [--out OUT] [--block-rows 64] [--download]
     samuel synth --out DIR [--songs N] [--seconds S]
     samuel train --profile demo [--resume]
     samuel evaluate --profile demo [--json]
     samuel generate VOCALS -o ACCOMP.wav [--mix MIX.wav] [--checkpoint DIR] ...
-    samuel bench model --profile paper [--json]
+    samuel bench model --profile paper [--device cuda] [--json]
     samuel bench codec
+    samuel bench gpu [--json]
     samuel book run --profile demo
+    samuel book run --profile paper --songlist CSV | --popdb DIR [--vae DIR] [--device D] [--set K=V]
 """
 from __future__ import annotations
 
@@ -30,10 +33,21 @@ def _overrides(items) -> dict:
     return out
 
 
+def _device_overrides(args) -> dict:
+    """``--device`` / ``--vae`` as configuration overrides (``device``, ``data__vae``)."""
+    out = {}
+    if getattr(args, "device", None):
+        out["device"] = args.device
+    if getattr(args, "vae", None):
+        out["data__vae"] = args.vae
+    return out
+
+
 def _cfg(args):
     from . import config
 
-    return config.load(args.profile, **_overrides(getattr(args, "set", None)))
+    return config.load(args.profile, **{**_overrides(getattr(args, "set", None)),
+                                        **_device_overrides(args)})
 
 
 def _add_profile(p, default="demo"):
@@ -42,12 +56,31 @@ def _add_profile(p, default="demo"):
                    help="override a configuration field, e.g. --set train__max_steps=100")
 
 
+def _add_device(p, vae: bool = True):
+    p.add_argument("--device", help="where torch runs: auto (default: CUDA when available), cpu, "
+                   "cuda, cuda:N (the configuration field device)")
+    if vae:
+        p.add_argument("--vae", metavar="PATH", help="a local Stable Audio Open VAE folder (the "
+                       "configuration field data__vae; default $SAMUEL_VAE, then the hub)")
+
+
 def cmd_data_build(args):
     from .data.pipeline import build
 
     summary = build(_cfg(args), out_dir=args.out, songlist=args.songlist, limit=args.limit,
                     separator_repo=args.separator_repo, retry_failed=args.retry_failed)
     print(json.dumps(summary, indent=2, default=str))
+
+
+def cmd_data_popdb(args):
+    from .data import popdb
+
+    if args.dir is None and not args.download:
+        raise ValueError("expected DIR, the folder holding the published latent_vocal.npy and "
+                         "latent_accomp.npy, or --download")
+    src = popdb.download(args.dir) if args.download else args.dir
+    summary = popdb.prepare(src, out=args.out, cfg=_cfg(args), block_rows=args.block_rows)
+    print(json.dumps(summary, indent=2) if args.json else popdb.format_summary(summary))
 
 
 def cmd_synth(args):
@@ -67,7 +100,8 @@ def cmd_train(args):
 def cmd_evaluate(args):
     from . import evaluate
 
-    kw = dict(checkpoint=args.checkpoint, data_dir=args.data, max_clips=args.max_clips)
+    kw = dict(checkpoint=args.checkpoint, data_dir=args.data, max_clips=args.max_clips,
+              audiobox_checkpoint=args.audiobox)
     results = evaluate.evaluate(_cfg(args), **{k: v for k, v in kw.items() if v is not None})
     print(json.dumps(results, indent=2, default=str) if args.json else evaluate.format_table(results))
 
@@ -82,8 +116,11 @@ def cmd_bench(args):
     from . import bench
 
     if args.what == "model":
-        res = bench.bench_model(_cfg(args), threads=args.threads)
+        res = bench.bench_model(_cfg(args), threads=args.threads, device=args.device or "cpu")
         print(json.dumps(res, indent=2) if args.json else bench.format_model(res))
+    elif args.what == "gpu":
+        res = bench.bench_gpu(_cfg(args), device=args.device or "cuda", progress=not args.json)
+        print(json.dumps(res, indent=2) if args.json else bench.format_gpu(res))
     else:
         res = bench.bench_codec(seconds=args.seconds)
         print(json.dumps(res, indent=2) if args.json else bench.format_codec(res))
@@ -92,7 +129,9 @@ def cmd_bench(args):
 def cmd_book(args):
     from . import book
 
-    book.run(args.profile, run_dir=args.run_dir, html=not args.no_html)
+    book.run(args.profile, run_dir=args.run_dir, html=not args.no_html, seed=args.seed,
+             overrides=_overrides(args.set) or None, songlist=args.songlist, popdb=args.popdb,
+             vae=args.vae, device=args.device)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -107,7 +146,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int)
     p.add_argument("--separator-repo", help="a local folder of Demucs weights")
     p.add_argument("--retry-failed", action="store_true")
+    _add_device(p)
     p.set_defaults(func=cmd_data_build)
+    p = data.add_parser("popdb", help="index the published POPDB for training and evaluation "
+                        "(train/val/test by seeded blocks of rows; nothing copied)")
+    p.add_argument("dir", nargs="?", help="the folder holding latent_vocal.npy and latent_accomp.npy "
+                   "(or one folder up); with --download, where to download to")
+    _add_profile(p, default="paper")
+    p.add_argument("--out", help="the index folder (default runs/<profile>/data/popdb)")
+    p.add_argument("--block-rows", type=int, help="rows per block of the split (default 64, or "
+                   "that of an index already in --out)")
+    p.add_argument("--download", action="store_true", help="first download it from Kaggle "
+                   "(kagglehub; needs the network)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_data_popdb)
 
     p = sub.add_parser("synth", help="render the offline corpus of synthetic songs")
     p.add_argument("--out", required=True)
@@ -117,18 +169,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=["auto", "fluidsynth", "builtin"])
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("train", help="train the model (SPEC §5)")
+    p = sub.add_parser("train", help="train the model (design §5)")
     _add_profile(p)
     p.add_argument("--data", help="POPDB folder with train/ and val/ (default runs/<profile>/data/popdb)")
     p.add_argument("--resume", action="store_true", help="continue a killed run exactly")
+    _add_device(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="fit metrics vs baselines, samplers, Table II (SPEC §7)")
+    p = sub.add_parser("evaluate", help="fit metrics vs baselines, samplers, Table II (design §7)")
     _add_profile(p)
     p.add_argument("--checkpoint")
     p.add_argument("--data")
     p.add_argument("--max-clips", type=int)
+    p.add_argument("--audiobox", metavar="PATH",
+                   help="AudioBox-Aesthetics weights for paper Table I: a folder with config.json + "
+                        "model.safetensors, or checkpoint.pt (default $SAMUEL_AUDIOBOX_CKPT, then the hub)")
     p.add_argument("--json", action="store_true")
+    _add_device(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("generate", help="vocal file -> accompaniment (and mix)")
@@ -141,18 +198,27 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    p.add_argument("what", choices=["model", "codec"])
+    p.add_argument("what", choices=["model", "codec", "gpu"],
+                   help="model: the U-Net (CPU targets); codec: the offline codec; gpu: the GPU check")
     _add_profile(p, default="paper")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.add_argument("--device", help="model: cpu (default) or cuda; gpu: cuda (default) or cuda:N")
     p.add_argument("--seconds", type=float, default=30.0, help="codec: audio length")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
     book = sub.add_parser("book", help="the book").add_subparsers(dest="action", required=True)
     p = book.add_parser("run", help="execute the notebooks in order with papermill, then build the HTML")
-    p.add_argument("--profile", default="demo", choices=["smoke", "demo", "paper"])
+    _add_profile(p)
     p.add_argument("--run-dir")
+    p.add_argument("--seed", type=int, default=0, help="seeds data, model and sampling (SEED)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--songlist", metavar="CSV",
+                        help="collect the data from a song list (title, artist; SONGLIST)")
+    source.add_argument("--popdb", metavar="DIR",
+                        help="train on the published POPDB's two arrays in DIR (POPDB)")
     p.add_argument("--no-html", action="store_true")
+    _add_device(p)
     p.set_defaults(func=cmd_book)
     return ap
 

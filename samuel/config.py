@@ -1,4 +1,4 @@
-"""Profiles ``smoke`` / ``demo`` / ``paper`` as frozen dataclasses (SPEC §8).
+"""Profiles ``smoke`` / ``demo`` / ``paper`` as frozen dataclasses (design §8).
 
 Every hyperparameter that comes from the paper carries its meaning and the section it
 comes from. ``load(profile, **overrides)`` is the one way to get a configuration; an
@@ -19,14 +19,14 @@ PROFILES = ("smoke", "demo", "paper")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The latent U-Net (SPEC §4, paper §IV-A/B)."""
+    """The latent U-Net (design §4, paper §IV-A/B)."""
 
     latent_channels: int = 64  # VAE latent width: 64 channels (paper §III-B)
-    channels: tuple = (64, 128, 256, 512)  # (64,T)->(128,T/2)->(256,T/4)->(512,T/8) (SPEC §4)
+    channels: tuple = (64, 128, 256, 512)  # (64,T)->(128,T/2)->(256,T/4)->(512,T/8) (design §4)
     heads: int = 8  # attention heads (paper §IV-D: "8 heads")
     head_dim: int = 64  # per-head projection width (paper §IV-D: "64-dimensional projections")
     window: int = 16  # local attention window in frames (paper §IV-B)
-    mix: str = "paper"  # eq. 3 as printed ("paper") or the prose's reading ("reversed") (SPEC §4)
+    mix: str = "paper"  # eq. 3 as printed ("paper") or the prose's reading ("reversed") (design §4)
     time_dim: int = 512  # width of the sinusoidal time embedding MLP (ours; paper silent)
     groups: int = 32  # GroupNorm groups (ours; paper: "Group Normalization")
     mid_blocks: int = 1  # residual blocks before and after the bottleneck attention (ours)
@@ -37,24 +37,24 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    """Noise schedule, parametrisation, loss and samplers (SPEC §5, paper §IV-C/§V)."""
+    """Noise schedule, parametrisation, loss and samplers (design §5, paper §IV-C/§V)."""
 
     timesteps: int = 800  # training timesteps (paper §V: "800 timesteps")
-    cosine_s: float = 0.008  # cosine schedule offset s (Nichol & Dhariwal; SPEC §5)
-    snr_clamp: float = 5.0  # max of w(t)=ᾱ/(1-ᾱ); unbounded at t->0, clamped as in Min-SNR (SPEC §5)
+    cosine_s: float = 0.008  # cosine schedule offset s (Nichol & Dhariwal; design §5)
+    snr_clamp: float = 5.0  # max of w(t)=ᾱ/(1-ᾱ); unbounded at t->0, clamped as in Min-SNR (design §5)
     snr_floor: float = 0.0  # min of w(t); 0 = the paper's weighting (ours, see diffusion.py)
     cond_dropout: float = 0.1  # condition dropped for CFG training (paper §V: 10 %)
     cfg_scale: float = 2.0  # classifier-free guidance scale at sampling (ours; paper silent)
-    fast_sampler: str = "dpmsolver++"  # few-step sampler: "dpmsolver++" or "ddim" (SPEC §5)
+    fast_sampler: str = "dpmsolver++"  # few-step sampler: "dpmsolver++" or "ddim" (design §5)
     fast_steps: int = 16  # its default step count (>= 40x fewer than 800)
     ddim_eta: float = 0.0  # DDIM's stochasticity: 0 deterministic, 1 ancestral (ours)
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Data, codec and chunking (SPEC §2-§3, paper §III-C)."""
+    """Data, codec and chunking (design §2-§3, paper §III-C)."""
 
-    codec: str = "sao"  # "sao" (Stable Audio Open VAE) or "offline" (SPEC §3)
+    codec: str = "sao"  # "sao" (Stable Audio Open VAE) or "offline" (design §3)
     sample_rate: int = SAMPLE_RATE  # audio rate (paper §III-C: WAV 44.1 kHz)
     chunk_frames: int = 1024  # latent frames per example: 1024 = 47.55 s (paper §III-C)
     max_song_seconds: float = 900.0  # skip anything over 15 minutes (paper §III-C)
@@ -71,7 +71,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training loop (SPEC §5, paper §V)."""
+    """Training loop (design §5, paper §V)."""
 
     lr: float = 3.5e-4  # AdamW learning rate (paper §V)
     batch_size: int = 16  # batch size (paper §V: "batch size 16")
@@ -123,7 +123,7 @@ def _paper() -> Config:
 
 
 def _demo() -> Config:
-    # A laptop-CPU scale (SPEC §8: well under an hour): the whole book in ~45 min on 2 cores.
+    # A laptop-CPU scale (design §8: well under an hour): the whole book in ~45 min on 2 cores.
     return Config(
         profile="demo",
         # The first width stays at 64 = latent channels: a narrower full-resolution path
@@ -155,7 +155,7 @@ def _demo() -> Config:
 
 
 def _smoke() -> Config:
-    # Seconds per notebook: what CI's quick checks execute (SPEC §8).
+    # Seconds per notebook: what CI's quick checks execute (design §8).
     return Config(
         profile="smoke",
         model=ModelConfig(channels=(64, 64, 64, 96), heads=2, head_dim=16, time_dim=64,

@@ -1,4 +1,4 @@
-"""Cosine schedule, v-parametrisation, the SNR-weighted loss and the samplers (SPEC §5).
+"""Cosine schedule, v-parametrisation, the SNR-weighted loss and the samplers (design §5).
 
 Book: notebook 03 (schedule, v identities), 04 (loss), 05 (samplers and σ-vs-t).
 
@@ -79,7 +79,7 @@ class Schedule:
         return self._coef("sqrt_1m_ab", t, x_t) * x_t + self._coef("sqrt_ab", t, x_t) * v
 
     def snr_weight(self, t: Tensor) -> Tensor:
-        """``w(t) = ᾱ_t / (1-ᾱ_t)`` (paper eq. 5), clamped at ``snr_clamp`` (SPEC §5).
+        """``w(t) = ᾱ_t / (1-ᾱ_t)`` (paper eq. 5), clamped at ``snr_clamp`` (design §5).
 
         Unclamped, w reaches ~5e4 at t=0 and the loss is dominated by the easiest steps;
         Min-SNR weighting (Hang et al. 2023) caps it at 5. At the other end w → 0 as t → T,

@@ -1,4 +1,4 @@
-"""A vocal file in, an accompaniment (and optionally the mix) out: ``samuel generate`` (SPEC §1).
+"""A vocal file in, an accompaniment (and optionally the mix) out: ``samuel generate`` (design §1).
 
 Book: notebook 05 (sampling) and the closing page (generating for a whole song).
 
@@ -53,7 +53,7 @@ from .diffusion import Schedule, fast_timesteps, guided_v, solver_step
 
 SAMPLE_RATE = audio_mod.SAMPLE_RATE  # output rate (paper §III-C: 44.1 kHz stereo)
 MIN_SECONDS = 1.0  # shortest vocal accepted
-FRAME_MULTIPLE = 8  # the U-Net needs T divisible by 8 (SPEC §4: three halvings)
+FRAME_MULTIPLE = 8  # the U-Net needs T divisible by 8 (design §4: three halvings)
 OVERLAP_FRACTION = 0.25  # default overlap between consecutive windows (ours)
 MIX_ACCOMP_DB = -2.0  # accompaniment RMS relative to the vocal's RMS in the mix (ours)
 PEAK = 0.99  # outputs are scaled down to this peak if louder (no clipping)

@@ -1,4 +1,4 @@
-"""The training loop (SPEC §5, paper §V). ``samuel train --profile …``; book: notebook 04.
+"""The training loop (design §5, paper §V). ``samuel train --profile …``; book: notebook 04.
 
 AdamW with linear warm-up then cosine annealing, clamped SNR-weighted v loss with 10 %
 condition dropout, EMA weights (used for validation, sampling and the saved model), gradient

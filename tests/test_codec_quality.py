@@ -1,4 +1,4 @@
-"""Round-trip quality of the offline codec on a synthetic song made here (SPEC §3)."""
+"""Round-trip quality of the offline codec on a synthetic song made here (design §3)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Codec interface, the offline codec and the SAO VAE loaders (SPEC §3)."""
+"""Codec interface, the offline codec and the SAO VAE loaders (design §3)."""
 from __future__ import annotations
 
 import json

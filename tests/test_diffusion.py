@@ -1,4 +1,4 @@
-"""SPEC §5: schedule, v identities, loss, condition dropout, samplers and guidance."""
+"""design §5: schedule, v identities, loss, condition dropout, samplers and guidance."""
 import math
 
 import numpy as np

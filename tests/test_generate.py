@@ -1,4 +1,4 @@
-"""SPEC §1: `samuel generate` — any vocal file in, an accompaniment of the same length out."""
+"""design §1: `samuel generate` — any vocal file in, an accompaniment of the same length out."""
 import numpy as np
 import pytest
 import soundfile as sf

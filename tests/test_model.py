@@ -1,4 +1,4 @@
-"""SPEC §4: the U-Net, soft alignment attention, RoPE and eq. 3's mixing weights."""
+"""design §4: the U-Net, soft alignment attention, RoPE and eq. 3's mixing weights."""
 import dataclasses
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""SPEC §5 training: resume exactness, checkpoints, curves, early stopping, DDP on gloo."""
+"""design §5 training: resume exactness, checkpoints, curves, early stopping, DDP on gloo."""
 import json
 import os
 import subprocess

@@ -1,4 +1,4 @@
-"""Codecs for the "VAE" slot (SPEC §3): ``from_config(cfg)``, ``load("sao")`` or ``load("offline")``.
+"""Codecs for the "VAE" slot (design §3): ``from_config(cfg)``, ``load("sao")`` or ``load("offline")``.
 
 Every command gets its codec from :func:`from_config`: the codec named by ``cfg.data.codec``,
 on the device of ``cfg.device``, with the SAO VAE's weights from ``cfg.data.vae`` (or the

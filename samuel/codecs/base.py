@@ -1,4 +1,4 @@
-"""The codec interface: the "VAE" slot of the pipeline (SPEC §3).
+"""The codec interface: the "VAE" slot of the pipeline (design §3).
 
 A codec turns audio into a ``[C, T']`` latent array (C = 64 for both of ours) and back into
 44.1 kHz stereo. Lengths are frame-exact: ``decode`` of ``T'`` frames returns exactly
@@ -23,7 +23,7 @@ class Codec(abc.ABC):
 
     name: str = "codec"
     sample_rate: int = SAMPLE_RATE  # rate of decoded audio (44.1 kHz stereo)
-    latent_channels: int = 64  # latent width (SPEC §3)
+    latent_channels: int = 64  # latent width (design §3)
     samples_per_frame: int = 2048  # decoded samples (at ``sample_rate``) per latent frame
 
     @property

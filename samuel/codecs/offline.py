@@ -1,4 +1,4 @@
-"""The offline codec: 64 log-frequency band levels per STFT frame (SPEC §3).
+"""The offline codec: 64 log-frequency band levels per STFT frame (design §3).
 
 Needs no download and runs in a fraction of real time on a CPU. It is a transparent,
 hand-made stand-in for the Stable Audio Open VAE so that the whole pipeline runs on a
@@ -16,7 +16,7 @@ fresh machine with no network. Why this design:
   rhythm audible.
 * **Log levels** ``(dB + 50) / 25``: band amplitudes from -80 dB to 0 dB map to about
   [-1.2, 2], a range a diffusion model handles without extra care (the data pipeline also
-  z-scores each channel, SPEC §2).
+  z-scores each channel, design §2).
 * **Decoding.** The band levels are spread back over the STFT bins by the transposed
   (partition-of-unity) filterbank, i.e. a piecewise-linear interpolation of the band levels
   across frequency, never negative. Phase comes from 32 iterations of Griffin-Lim started
@@ -38,7 +38,7 @@ from .base import Codec, as_channels_first, check_latents
 
 ANALYSIS_SR = 22050  # internal rate: 44.1 kHz / 2, so one hop of 1024 = one SAO frame of 2048
 N_FFT = 4096  # STFT size: 186 ms window, 5.4 Hz bins
-HOP = 1024  # STFT hop at 22.05 kHz -> 21.53 frames/s, the SAO VAE frame rate (SPEC §1)
+HOP = 1024  # STFT hop at 22.05 kHz -> 21.53 frames/s, the SAO VAE frame rate (design §1)
 MIDI_LOW = 33  # lowest semitone band: A1, 55 Hz
 SEMITONE_BANDS = 60  # MIDI 33..92 (A1 55 Hz .. G#6 1661 Hz)
 WIDE_EDGES_HZ = (1760.0, 2785.0, 4405.0, 6970.0, 11025.0)  # 4 log-spaced bands up to Nyquist
@@ -97,7 +97,7 @@ def filterbank(sr: int = ANALYSIS_SR, n_fft: int = N_FFT) -> np.ndarray:
 
 
 class OfflineCodec(Codec):
-    """64 log-frequency band levels at 21.53 frames/s; Griffin-Lim decoding (SPEC §3).
+    """64 log-frequency band levels at 21.53 frames/s; Griffin-Lim decoding (design §3).
 
     Args:
         griffin_lim_iters: phase reconstruction iterations (more: cleaner, slower).

@@ -1,4 +1,4 @@
-"""Round-trip quality of a codec: encode, decode, compare (SPEC §3: "its round-trip quality
+"""Round-trip quality of a codec: encode, decode, compare (design §3: "its round-trip quality
 is measured and shown in the book").
 
 Metrics, each computed on mono mixes at 22.05 kHz over the common length:

@@ -1,4 +1,4 @@
-"""The Stable Audio Open 1.0 VAE as a codec (SPEC §3), through diffusers' ``AutoencoderOobleck``.
+"""The Stable Audio Open 1.0 VAE as a codec (design §3), through diffusers' ``AutoencoderOobleck``.
 
 Its default configuration *is* the SAO VAE (channels 128, c_mults [1,2,4,8,16], strides
 [2,4,4,8,8], latent 64, 2048 samples per frame, no final tanh; 156,112,514 parameters).
@@ -36,7 +36,7 @@ import numpy as np
 from ..audio import SAMPLE_RATE
 from .base import Codec, CodecUnavailable, as_channels_first, check_latents
 
-HUB_REPO = "stabilityai/stable-audio-open-1.0"  # gated (SPEC §3)
+HUB_REPO = "stabilityai/stable-audio-open-1.0"  # gated (design §3)
 # The same sentence is in the book ("Reproduce it"); keep the two alike.
 UNAVAILABLE = ("The Stable Audio Open VAE is not available: pass --vae PATH, set SAMUEL_VAE=PATH in the "
                "environment or set the configuration field data__vae=PATH (PATH: a diffusers 'vae/' "
@@ -272,7 +272,7 @@ def _load_sat(folder: Path, weights: Path | None):
 # the codec
 # --------------------------------------------------------------------------------------------
 class SAOCodec(Codec):
-    """Stable Audio Open VAE: 44.1 kHz stereo <-> ``[64, N / 2048]`` latents (SPEC §3).
+    """Stable Audio Open VAE: 44.1 kHz stereo <-> ``[64, N / 2048]`` latents (design §3).
 
     Args:
         path: local weights (see module docstring); None: the hub (or its cache).

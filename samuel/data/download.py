@@ -1,4 +1,4 @@
-"""Download one song's audio with yt-dlp (SPEC §2, paper §III-C).
+"""Download one song's audio with yt-dlp (design §2, paper §III-C).
 
 The paper searched YouTube for "title artist", took the first hit, skipped playlists and
 anything over 15 minutes, and kept the audio as WAV 44.1 kHz stereo. :func:`download` does

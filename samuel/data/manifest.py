@@ -1,4 +1,4 @@
-"""The per-run manifest: each song's state in the data pipeline (SPEC §2).
+"""The per-run manifest: each song's state in the data pipeline (design §2).
 
 One JSON file, rewritten atomically after every change, so a run killed at any moment leaves
 the last recorded state. A song moves ``listed -> downloaded -> separated -> encoded``; a song

@@ -1,4 +1,4 @@
-"""The whole data stage as one resumable command: ``samuel data build`` (SPEC §2, paper §III-C).
+"""The whole data stage as one resumable command: ``samuel data build`` (design §2, paper §III-C).
 
     songs --(render | download -> separate)--> stems --encode--> latents/<id>.{vocal,accomp}.npy
           --split by song, chunk--> popdb/{train,val,test}/latent_{vocal,accomp}.npy + chunks.json
@@ -206,7 +206,7 @@ def build(cfg, out_dir: str | os.PathLike | None = None, songlist: str | os.Path
           separator_repo: str | os.PathLike | None = None, allow_file_urls: bool = False,
           retry_failed: bool = False,
           on_song: Callable[[str, str], None] | None = None) -> dict[str, Any]:
-    """Build the training data of ``cfg`` (SPEC §2): songs -> stems -> latents -> POPDB.
+    """Build the training data of ``cfg`` (design §2): songs -> stems -> latents -> POPDB.
 
     Args:
         cfg: a :class:`samuel.config.Config` (uses ``cfg.data`` and ``cfg.seed``).
@@ -414,7 +414,7 @@ def _download_song(ctx: _Build, rows: dict, song_id: str) -> None:
 
 
 def _separate_stage(ctx: _Build, ids: Sequence[str]) -> None:
-    """Demucs on each downloaded song: accompaniment = drums + bass + other (SPEC §2)."""
+    """Demucs on each downloaded song: accompaniment = drums + bass + other (design §2)."""
     todo = ctx.todo(ids, "downloaded")
     split_stems = ctx.separate
     if todo and split_stems is None:
@@ -455,7 +455,7 @@ def _separate_song(ctx: _Build, split_stems: Callable, song_id: str) -> None:
 
 
 def _with_codec(ctx: _Build, ids: Sequence[str]) -> _Build:
-    """``ctx`` with the codec and its info (SPEC §3). The codec is loaded only when a song is
+    """``ctx`` with the codec and its info (design §3). The codec is loaded only when a song is
     to be encoded or the codec may have changed; latents of another codec are made again."""
     codec, recorded = ctx.codec, ctx.manifest.meta.get("codec")
     if not (ctx.todo(ids, "separated") or codec is not None or recorded is None

@@ -1,4 +1,4 @@
-"""Source separation with Demucs (SPEC §2, paper §III-C).
+"""Source separation with Demucs (design §2, paper §III-C).
 
 A song becomes two stems: ``vocals`` (the condition) and ``accomp`` = drums + bass + other
 (every non-vocal source; the target). The paper used HTDemucs.

@@ -1,4 +1,4 @@
-"""Song lists: a CSV of songs to collect (SPEC §2, paper §III-C).
+"""Song lists: a CSV of songs to collect (design §2, paper §III-C).
 
 The paper drew its songs from Kaggle's "Song Popularity Dataset"; that CSV is read as it is
 (``song_name``, no artist column), as is any CSV with ``title`` and ``artist`` columns.

@@ -1,4 +1,4 @@
-"""Chunking, song splits and the POPDB store (SPEC §2, paper §III-C).
+"""Chunking, song splits and the POPDB store (design §2, paper §III-C).
 
 The POPDB layout is one folder per split holding two arrays whose row ``i`` is the same chunk:
 
@@ -28,7 +28,7 @@ import numpy as np
 
 from ..io import atomic_path, read_json, write_json
 
-VOCAL_FILE = "latent_vocal.npy"  # POPDB's own file names (SPEC §2)
+VOCAL_FILE = "latent_vocal.npy"  # POPDB's own file names (design §2)
 ACCOMP_FILE = "latent_accomp.npy"
 CHUNKS_FILE = "chunks.json"
 STATS_FILE = "stats.json"
@@ -323,11 +323,11 @@ def find_stats(folder: str | os.PathLike) -> dict | None:
 
 
 def load_popdb(folder: str | os.PathLike, normalise: bool = True, stats: Mapping | None = None):
-    """Open a POPDB split folder, ours or the published one, memory-mapped (SPEC §2).
+    """Open a POPDB split folder, ours or the published one, memory-mapped (design §2).
 
     Args:
         folder: a folder with ``latent_vocal.npy`` and ``latent_accomp.npy``.
-        normalise: z-score each channel (SPEC §2). False returns the raw memmaps.
+        normalise: z-score each channel (design §2). False returns the raw memmaps.
         stats: ``dict(vocal=dict(mean, std), accomp=dict(mean, std))`` (or one ``dict(mean,
             std)`` for both stems), normally the training split's. When None, the
             ``stats.json`` written by the pipeline (in ``folder`` or its parent) is used, and

@@ -1,4 +1,4 @@
-"""The SAMUeL model (SPEC §4). ``build(cfg)`` is the public entry point."""
+"""The SAMUeL model (design §4). ``build(cfg)`` is the public entry point."""
 from __future__ import annotations
 
 import torch

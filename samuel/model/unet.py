@@ -1,4 +1,4 @@
-"""The SAMUeL latent U-Net (paper §IV-A, Fig. 2; SPEC §4).
+"""The SAMUeL latent U-Net (paper §IV-A, Fig. 2; design §4).
 
 Book: notebook 03.
 
@@ -45,7 +45,7 @@ class FiLM(nn.Module):
 
 
 class ResBlock(nn.Module):
-    """Two convolutions, GroupNorm + SiLU, one FiLM layer, residual (paper §IV-A, SPEC §4).
+    """Two convolutions, GroupNorm + SiLU, one FiLM layer, residual (paper §IV-A, design §4).
 
     ``down=True`` makes the first convolution strided (T → T/2) and average-pools the skip.
     """
