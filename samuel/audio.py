@@ -10,6 +10,8 @@ that, and says clearly what was wrong when it cannot::
 Reading goes through soundfile (libsndfile: WAV, FLAC, OGG, MP3, ...); what libsndfile
 cannot read (m4a, a mislabelled file it does not recognise) is decoded by ffmpeg when it
 is on ``PATH``. Resampling is soxr at high quality.
+
+Book: notebook 01 (a song's stems, heard); design §1 (what goes in and comes out).
 """
 from __future__ import annotations
 

@@ -26,6 +26,8 @@ A failing cell stops the run with one message naming the notebook, the cell and 
 
 Each notebook's last cell calls :func:`record`, which prints its key results rounded (what nbval
 compares) and saves them to ``<run>/results/<notebook>.json``.
+
+Book: "Reproduce it" (running the whole book).
 """
 from __future__ import annotations
 

@@ -11,6 +11,8 @@
     samuel bench gpu [--json]
     samuel book run --profile demo
     samuel book run --profile paper --songlist CSV | --popdb DIR [--vae DIR] [--device D] [--set K=V]
+
+Book: "Reproduce it" (the commands, stage by stage).
 """
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ Every hyperparameter that comes from the paper carries its meaning and the secti
 comes from. ``load(profile, **overrides)`` is the one way to get a configuration; an
 override is addressed as ``section__field`` (``train__lr=1e-4``) or by a unique field
 name (``lr=1e-4``).
+
+Book: design §8 (profiles); every notebook's parameters cell.
 """
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Where things live: resolved from the package, never from the working directory."""
+"""Where things live: resolved from the package, never from the working directory.
+
+Book: "Reproduce it" (where runs/ and data/ are); design §8.
+"""
 from __future__ import annotations
 
 import os

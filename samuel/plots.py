@@ -2,6 +2,8 @@
 
 Every figure has labelled axes with units and is returned (``matplotlib.figure.Figure``) so that
 a notebook shows it as the cell's result; nothing here is needed outside the book.
+
+Book: notebooks 01, 02, 03 and 05 (the figures they draw).
 """
 from __future__ import annotations
 

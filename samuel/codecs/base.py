@@ -4,6 +4,8 @@ A codec turns audio into a ``[C, T']`` latent array (C = 64 for both of ours) an
 44.1 kHz stereo. Lengths are frame-exact: ``decode`` of ``T'`` frames returns exactly
 ``T' * samples_per_frame`` samples, so latent frame ``t`` covers samples
 ``[t * samples_per_frame, (t + 1) * samples_per_frame)`` of the decoded audio.
+
+Book: notebook 02 (the VAE slot); design §3.
 """
 from __future__ import annotations
 

@@ -27,6 +27,8 @@ fresh machine with no network. Why this design:
 Frame alignment: ``T' = ceil(N_22k / 1024)``; frame ``t`` is the STFT frame centred on the
 middle of samples ``[t * 1024, (t + 1) * 1024)`` at 22.05 kHz, i.e. ``[t * 2048, (t + 1) * 2048)``
 at 44.1 kHz, and ``decode`` returns exactly ``T' * 2048`` samples at 44.1 kHz.
+
+Book: notebook 02 (its round trip, heard and measured); design §3.
 """
 from __future__ import annotations
 

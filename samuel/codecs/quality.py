@@ -14,6 +14,8 @@ Metrics, each computed on mono mixes at 22.05 kHz over the common length:
 * ``onset_correlation``: Pearson correlation of the onset-strength envelopes: rhythm.
 * ``encode_seconds``, ``decode_seconds``, ``audio_seconds``, ``realtime_factor``
   (audio seconds per second of encode + decode).
+
+Book: notebook 02, "Round-trip metrics"; design §3.
 """
 from __future__ import annotations
 

@@ -23,6 +23,8 @@ each side, cut on 2048-sample frame boundaries and joined with a short linear cr
 inside the overlap. The encoder's and decoder's receptive fields are finite (about 0.4 s
 each way for the SAO configuration), so with the default 1 s of overlap the chunked result
 equals the unchunked one up to float rounding.
+
+Book: notebook 02 (the VAE slot); design §3 (weights, checkpoint layouts).
 """
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """Data: song lists, download, separation, the synthetic corpus, chunking and the POPDB store.
 
 Imports are lazy: ``import samuel.data`` pulls in neither torch nor Demucs nor yt-dlp.
+
+Book: notebook 01; design §2.
 """
 from __future__ import annotations
 

@@ -10,6 +10,8 @@ that for one :class:`~samuel.data.songlist.Song`, using yt-dlp as a library:
 * the download lands in a temp folder beside the output and is renamed into place, so an
   interrupted run never leaves a half-written ``<song_id>.wav``;
 * every failure is a :class:`DownloadError` with a one-line reason a manifest can record.
+
+Book: notebook 01, "The song-list path"; design §2.
 """
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ that fails is ``failed`` with the stage and the reason, and the run goes on with
      "meta":  {...run-wide facts, e.g. the codec the latents were made with...},
      "songs": {"<song_id>": {"state": "encoded", "paths": {...}, "seconds": {...},
                              "stage": ..., "reason": ..., ...}}}
+
+Book: notebook 01 (building the data); design §2 (resumable, idempotent).
 """
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ Demucs runs on the device of the ``device`` setting (``samuel.devices.resolve``:
 when there is one). Weights come from the network (Hugging Face hub, then Demucs's own server)
 or from a local folder (``repo``). With no network and no local weights, :func:`load_separator` says so in
 one sentence within a second, instead of retrying for half a minute.
+
+Book: notebook 01, "The song-list path"; design §2.
 """
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ The paper drew its songs from Kaggle's "Song Popularity Dataset"; that CSV is re
 (``song_name``, no artist column), as is any CSV with ``title`` and ``artist`` columns.
 Each song gets a ``song_id``: a file-name-safe slug built from the list's own title and
 artist (never from a web page's title), made unique by a short hash of both.
+
+Book: notebook 01, "The song-list path"; design §2.
 """
 from __future__ import annotations
 

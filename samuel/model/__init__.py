@@ -1,4 +1,7 @@
-"""The SAMUeL model (design §4). ``build(cfg)`` is the public entry point."""
+"""The SAMUeL model (design §4). ``build(cfg)`` is the public entry point.
+
+Book: notebook 03; design §4.
+"""
 from __future__ import annotations
 
 import torch
