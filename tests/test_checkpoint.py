@@ -145,10 +145,14 @@ def test_missing_folder_or_files_are_named(tmp_path, trained):
         ckpt.load_state(tmp_path / "nostate")
 
 
+def _truncate(path, keep: int = 1000) -> None:
+    """Cut a file to its first ``keep`` bytes, as a killed copy would leave it."""
+    path.write_bytes(path.read_bytes()[:keep])
+
+
 def test_truncated_weights_give_a_clear_error(tmp_path, trained):
     _save(tmp_path / "ck", trained)
-    path = tmp_path / "ck" / ckpt.MODEL_FILE
-    path.write_bytes(path.read_bytes()[:1000])
+    _truncate(tmp_path / "ck" / ckpt.MODEL_FILE)
     with pytest.raises(ckpt.CheckpointError, match=r"model.safetensors: expected safetensors weights, could not read them"):
         ckpt.load_checkpoint(tmp_path / "ck")
 
@@ -176,8 +180,7 @@ def test_weights_of_another_configuration_are_refused(tmp_path, trained, field, 
 
 def test_truncated_training_state_gives_a_clear_error(tmp_path, trained):
     _save(tmp_path / "ck", trained)
-    path = tmp_path / "ck" / ckpt.STATE_FILE
-    path.write_bytes(path.read_bytes()[:1000])
+    _truncate(tmp_path / "ck" / ckpt.STATE_FILE)
     with pytest.raises(ckpt.CheckpointError, match=r"state.safetensors: expected safetensors"):
         ckpt.load_state(tmp_path / "ck")
 

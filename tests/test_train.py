@@ -121,6 +121,23 @@ def test_distributed_data_parallel_on_gloo_two_processes(tmp_path):
     assert (tmp_path / "run" / "checkpoint" / "model.safetensors").exists()
 
 
+def _kill_and_resume(cfg, data, run_dir, kill_at, between=None) -> dict:
+    """Train ``cfg`` until it is killed after step ``kill_at``, call ``between(run_dir)``, then
+    resume; returns ``{step: loss}`` of the resumed run."""
+    def killer(step, loss):
+        if step == kill_at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, data_dir=data, run_dir=run_dir, progress=False, on_step=killer)
+    if between is not None:
+        between(run_dir)
+    resumed = {}
+    train(cfg, data_dir=data, run_dir=run_dir, resume=True, progress=False,
+          on_step=lambda s, l: resumed.setdefault(s, l))
+    return resumed
+
+
 def test_transposition_augmentation_trains_and_resumes_exactly(tmp_path):
     """train.transpose shifts vocal and accompaniment together; its draws come from the saved
     generator, so a resumed run still repeats the uninterrupted one."""
@@ -133,15 +150,7 @@ def test_transposition_augmentation_trains_and_resumes_exactly(tmp_path):
           on_step=lambda s, l: plain.append(l))
     assert full != plain  # the augmentation changes what the model sees
 
-    def killer(step, loss):
-        if step == 5:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(_cfg(transpose=3), data_dir=data, run_dir=tmp_path / "b", progress=False, on_step=killer)
-    resumed = {}
-    train(_cfg(transpose=3), data_dir=data, run_dir=tmp_path / "b", resume=True, progress=False,
-          on_step=lambda s, l: resumed.setdefault(s, l))
+    resumed = _kill_and_resume(_cfg(transpose=3), data, tmp_path / "b", kill_at=5)
     assert [resumed[s] for s in range(5, 13)] == full[4:12]
 
 
@@ -249,15 +258,9 @@ def test_resume_is_exact_with_the_accelerator_bookkeeping(tmp_path, monkeypatch)
           on_step=lambda s, l: full.append(l))
     assert full != cpu_way  # the noise has its own generator now
 
-    def killer(step, loss):
-        if step == 7:
-            raise KeyboardInterrupt
+    def check_state(run_dir):
+        state = load_file(str(run_dir / "checkpoint" / "state.safetensors"))
+        assert {"rng.0", "rng_dev.0"} <= set(state) and "rng.1" not in state
 
-    with pytest.raises(KeyboardInterrupt):
-        train(_cfg(), data_dir=data, run_dir=tmp_path / "b", progress=False, on_step=killer)
-    state = load_file(str(tmp_path / "b" / "checkpoint" / "state.safetensors"))
-    assert {"rng.0", "rng_dev.0"} <= set(state) and "rng.1" not in state
-    resumed = {}
-    train(_cfg(), data_dir=data, run_dir=tmp_path / "b", resume=True, progress=False,
-          on_step=lambda s, l: resumed.setdefault(s, l))
+    resumed = _kill_and_resume(_cfg(), data, tmp_path / "b", kill_at=7, between=check_state)
     assert [resumed[s] for s in range(5, 13)] == full[4:12]
