@@ -32,7 +32,6 @@ Book: "Reproduce it" (running the whole book).
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -46,7 +45,8 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 
 from . import paths
-from .io import read_json, write_json
+from .audio import SAMPLE_RATE
+from .io import read_json, to_jsonable, write_json
 
 # tqdm.auto asks for ipywidgets in a kernel; the book shows no progress widgets, so the warning is noise
 warnings.filterwarnings("ignore", message="IProgress not found")
@@ -107,18 +107,9 @@ def run_paths(profile: str, run_dir: str | os.PathLike | None = "") -> RunPaths:
 
 # ----------------------------------------------------------------------------- results cells
 def rounded(obj: Any, digits: int = 3) -> Any:
-    """``obj`` with every float rounded to ``digits`` decimals (NaN/inf kept as strings)."""
-    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
-        return obj
-    if isinstance(obj, float):
-        return round(obj, digits) if math.isfinite(obj) else str(obj)
-    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:  # numpy / torch scalars
-        return rounded(obj.item(), digits)
-    if isinstance(obj, dict):
-        return {str(k): rounded(v, digits) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [rounded(v, digits) for v in obj]
-    return str(obj)
+    """``obj`` with every float rounded to ``digits`` decimals (NaN/inf kept as strings): the
+    package's JSON sanitiser (:func:`samuel.io.to_jsonable`) as the results cells want it."""
+    return to_jsonable(obj, digits=digits, nonfinite=str, default=str)
 
 
 def record(results: dict, run: RunPaths | str | os.PathLike, notebook: str, digits: int = 3) -> dict:
@@ -199,7 +190,7 @@ def show_progress(cfg) -> bool:
     return cfg.profile == "paper"
 
 
-def show_players(audios: dict, sr: int = 44100, seconds: float = 6.0) -> None:
+def show_players(audios: dict, sr: int = SAMPLE_RATE, seconds: float = 6.0) -> None:
     """One labelled audio player per entry of ``audios`` (``{label: [C, N]}``), ``seconds`` long."""
     from IPython.display import HTML, display
 
@@ -381,7 +372,7 @@ def provenance(run: RunPaths, cfg=None) -> dict:
 
     index = store.read_index(run.popdb)
     n, channels, _ = index["shape"]
-    sr = cfg.data.sample_rate if cfg is not None else 44100
+    sr = cfg.data.sample_rate if cfg is not None else SAMPLE_RATE
     return {"profile": cfg.profile if cfg is not None else run.profile,
             "seed": int(index["seed"]), "package_version": __version__,
             "source": "published POPDB", "songs": int(index["n_blocks"]),
@@ -391,7 +382,7 @@ def provenance(run: RunPaths, cfg=None) -> dict:
 
 
 
-def _excerpt(path: Path, seconds: Optional[float], sr: int = 44100) -> np.ndarray:
+def _excerpt(path: Path, seconds: Optional[float], sr: int = SAMPLE_RATE) -> np.ndarray:
     """``[2, N]`` float32 at ``sr``: the first ``seconds`` of an audio file (all when None),
     read without decoding the rest where the file is already at ``sr``."""
     import soundfile as sf
@@ -412,7 +403,7 @@ def _excerpt(path: Path, seconds: Optional[float], sr: int = 44100) -> np.ndarra
 
 
 def listen(run: RunPaths, song_id: str, seconds: Optional[float] = None, codec=None,
-           sr: int = 44100) -> dict:
+           sr: int = SAMPLE_RATE) -> dict:
     """``{"vocals", "accomp", "mix"}``, each ``[2, N]`` float32: the first ``seconds`` of a song.
 
     The offline corpus and a song list read their stems (a song list's mix is its download).
