@@ -8,13 +8,18 @@ export OMP_NUM_THREADS ?= 2
 
 .PHONY: setup system test book bench clean
 
-# Debian packages: ffmpeg (yt-dlp audio), FluidSynth + a GM soundfont (offline corpus).
+# Debian packages: ffmpeg (yt-dlp audio), FluidSynth + a GM soundfont (offline corpus), and
+# fretsonfire-songs-muldjord (four recorded multitracks: `samuel evaluate --real`; optional).
 # Installed where we are root with apt; elsewhere the project falls back (built-in synth).
 system:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  (command -v ffmpeg >/dev/null && command -v fluidsynth >/dev/null && ls /usr/share/sounds/sf2/*.sf2 >/dev/null 2>&1) || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg fluidsynth timgm6mb-soundfont >/dev/null) || \
 	  echo "note: could not install ffmpeg/fluidsynth; downloads and FluidSynth rendering are unavailable"; \
+	  [ -d /usr/share/games/fretsonfire/data/songs/muldjord ] || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fretsonfire-songs-muldjord >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fretsonfire-songs-muldjord >/dev/null 2>&1) || \
+	  echo "note: could not install fretsonfire-songs-muldjord; the real-recordings evaluation is unavailable"; \
 	fi
 
 $(BIN)/python:

@@ -129,7 +129,7 @@ def mix_ablation(cfg, root=None, progress: bool = True, max_clips: Optional[int]
     import dataclasses
 
     from . import checkpoint as ckpt, evaluate
-    from .book import run_paths, train_once
+    from .runs import run_paths, train_once
 
     main_run = run_paths(cfg.profile, root)
     root = main_run.root

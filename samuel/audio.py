@@ -159,11 +159,7 @@ def save(path: str | os.PathLike, audio: np.ndarray, sr: int = SAMPLE_RATE,
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"{path}: expected a .wav, .flac or .ogg name, found {path.suffix or 'no suffix'!r}")
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim == 1:
-        audio = audio[None]
-    if audio.ndim != 2:
-        raise ValueError(f"{path}: expected audio [C, N], found shape {tuple(audio.shape)}")
+    audio = as_channels_first(audio, str(path))
     if fmt == "OGG":
         subtype = "VORBIS"
     elif fmt == "FLAC" and subtype not in ("PCM_S8", "PCM_16", "PCM_24"):
@@ -181,6 +177,22 @@ def save(path: str | os.PathLike, audio: np.ndarray, sr: int = SAMPLE_RATE,
 
 
 # ----------------------------------------------------------------------------- transforms
+def as_channels_first(audio: np.ndarray, what: str = "audio") -> np.ndarray:
+    """``[N]`` or ``[C, N]`` -> float32 ``[C, N]``; rejects empty or >2-D input, and more than
+    16 channels (samples first, ``[N, C]``, by mistake). ``what`` (a path) starts the message.
+    Used by :func:`save` and every codec."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        audio = audio[None]
+    if audio.ndim != 2:
+        raise ValueError(f"{what}: expected [N] or [channels, N] samples, found shape {audio.shape}")
+    if audio.shape[1] == 0:
+        raise ValueError(f"{what}: expected audio, found 0 samples")
+    if audio.shape[0] > 16:
+        raise ValueError(f"{what}: expected channels first ([channels, N]), found shape {audio.shape}")
+    return audio
+
+
 def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Resample ``[C, N]`` from ``sr_in`` to ``sr_out`` Hz with soxr (high quality)."""
     audio = np.asarray(audio, dtype=np.float32)

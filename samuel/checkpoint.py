@@ -66,13 +66,14 @@ def optimizer_from_flat(tensors: dict, meta: dict) -> dict:
 
 @dataclass
 class Loaded:
-    """A loaded checkpoint: ``model`` (EMA weights, eval mode), ``cfg``, ``stats``, ``info``."""
+    """A loaded checkpoint: ``model`` (EMA weights, eval mode), ``cfg``, ``stats``, ``info``
+    (``folder`` is None for a model that was handed over rather than read from disk)."""
 
     model: torch.nn.Module
     cfg: Any
     stats: dict
     info: dict
-    folder: Path
+    folder: Path | None
 
 
 def save_checkpoint(folder, ema_model: torch.nn.Module, cfg, stats: dict, info: dict | None = None,
@@ -137,6 +138,39 @@ def load_checkpoint(folder, device: str = "cpu") -> Loaded:
     model.to(device).eval()
     return Loaded(model=model, cfg=cfg, stats=meta.get("stats", {}), info=meta.get("info", {}),
                   folder=folder)
+
+
+def resolve(checkpoint=None, device: str = "cpu", profile: str = "demo", cfg=None) -> Loaded:
+    """The model to sample from, as a :class:`Loaded` on ``device`` in eval mode, whatever
+    ``checkpoint`` is: ``samuel generate``'s and the evaluation's one way to find it.
+
+    Args:
+        checkpoint: a loaded checkpoint (``.model``, ``.cfg``) as is; a bare
+            ``torch.nn.Module`` (then ``cfg`` is its configuration; no stats, ``info``
+            ``{"source": "module"}``); a folder; or None for ``runs/<profile>/checkpoint``.
+
+    Raises:
+        CheckpointError: no folder there (the message says how to make one), or an
+            unreadable / mismatched checkpoint (:func:`load_checkpoint`).
+    """
+    if isinstance(checkpoint, torch.nn.Module):
+        if cfg is None:
+            raise CheckpointError("a bare model: expected its configuration (cfg=...), found none")
+        return Loaded(model=checkpoint.to(device).eval(), cfg=cfg, stats={},
+                      info={"source": "module"}, folder=None)
+    if checkpoint is not None and hasattr(checkpoint, "model") and hasattr(checkpoint, "cfg"):
+        checkpoint.model.to(device).eval()
+        return checkpoint
+    from .paths import run_dir
+
+    folder = Path(checkpoint) if checkpoint is not None else run_dir(profile) / "checkpoint"
+    if not folder.exists():
+        build = (f"`make book` (or `samuel train --profile {profile}`)" if profile == "demo"
+                 else f"`samuel train --profile {profile}`")
+        how = (f"build it first with {build}, or pass --checkpoint DIR" if checkpoint is None
+               else "pass --checkpoint DIR of a folder written by `samuel train`")
+        raise CheckpointError(f"{folder}: expected a SAMUeL checkpoint, found no such folder; {how}")
+    return load_checkpoint(folder, device=device)
 
 
 def load_state(folder) -> tuple[dict, dict]:

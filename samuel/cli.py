@@ -5,12 +5,15 @@
     samuel synth --out DIR [--songs N] [--seconds S]
     samuel train --profile demo [--resume]
     samuel evaluate --profile demo [--json]
+    samuel evaluate --real [--profile demo] [--checkpoint DIR] [--json]
     samuel generate VOCALS -o ACCOMP.wav [--mix MIX.wav] [--checkpoint DIR] ...
     samuel bench model --profile paper [--device cuda] [--json]
     samuel bench codec
     samuel bench gpu [--json]
     samuel book run --profile demo
     samuel book run --profile paper --songlist CSV | --popdb DIR [--vae DIR] [--device D] [--set K=V]
+    samuel book check --profile demo [--run-dir DIR]
+    samuel book links
 
 Book: "Reproduce it" (the commands, stage by stage).
 """
@@ -102,6 +105,12 @@ def cmd_train(args):
 def cmd_evaluate(args):
     from . import evaluate
 
+    if args.real:  # the real recordings (samuel.evaluate.real); one line without them
+        from .evaluate import real
+
+        res = real.evaluate_real(_cfg(args), checkpoint=args.checkpoint)
+        print(json.dumps(res, indent=2, default=str) if args.json else real.format_real(res))
+        return 0
     kw = dict(checkpoint=args.checkpoint, data_dir=args.data, max_clips=args.max_clips,
               audiobox_checkpoint=args.audiobox)
     results = evaluate.evaluate(_cfg(args), **{k: v for k, v in kw.items() if v is not None})
@@ -111,7 +120,23 @@ def cmd_evaluate(args):
 def cmd_generate(args):
     from . import generate
 
-    return generate.main(args)
+    result = generate.generate(args.vocals, args.out, mix_path=args.mix, checkpoint=args.checkpoint,
+                               steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed,
+                               codec=args.codec, progress=not args.no_progress,
+                               overlap_frames=args.overlap_frames, device=args.device, vae=args.vae)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    t = result["timings"]
+    print(f"{result['out']}: {result['seconds']:.1f} s, {result['windows']} window(s), "
+          f"{result['steps']} steps, cfg {result['cfg_scale']:g}; encode {t['encode_s']:.1f} s, "
+          f"sample {t['sample_s']:.1f} s, decode {t['decode_s']:.1f} s")
+    if result["mix"]:
+        print(f"{result['mix']}: vocal + accompaniment")
+    if result["seam"]:
+        s = result["seam"]
+        print(f"seams: boundary flux {s['boundary_flux']:.2f} vs within-window {s['within_flux']:.2f}")
+    return 0
 
 
 def cmd_bench(args):
@@ -126,6 +151,21 @@ def cmd_bench(args):
     else:
         res = bench.bench_codec(seconds=args.seconds)
         print(json.dumps(res, indent=2) if args.json else bench.format_codec(res))
+
+
+def cmd_book_check(args):
+    from . import reproduce
+
+    argv = ["check", "--profile", args.profile]
+    argv += ["--run-dir", args.run_dir] if args.run_dir else []
+    argv += ["--committed", args.committed] if args.committed else []
+    return reproduce.main(argv)
+
+
+def cmd_book_links(args):
+    from . import site
+
+    return site.main([])
 
 
 def cmd_book(args):
@@ -186,17 +226,29 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--audiobox", metavar="PATH",
                    help="AudioBox-Aesthetics weights for paper Table I: a folder with config.json + "
                         "model.safetensors, or checkpoint.pt (default $SAMUEL_AUDIOBOX_CKPT, then the hub)")
+    p.add_argument("--real", action="store_true",
+                   help="evaluate on the real recordings of the Debian package "
+                        "fretsonfire-songs-muldjord (or $SAMUEL_FOF) instead of the test split")
     p.add_argument("--json", action="store_true")
     _add_device(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("generate", help="vocal file -> accompaniment (and mix)")
-    try:
-        from . import generate
-
-        generate.add_arguments(p)
-    except ImportError:  # pragma: no cover
-        pass
+    p.add_argument("vocals", help="the vocal: any common audio file, any rate, mono or stereo")
+    p.add_argument("-o", "--out", required=True, help="the accompaniment to write (.wav/.flac/.ogg)")
+    p.add_argument("--mix", help="also write vocal + accompaniment here")
+    p.add_argument("--checkpoint", help="checkpoint folder (default runs/demo/checkpoint)")
+    p.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's fast_steps)")
+    p.add_argument("--cfg", type=float, dest="cfg_scale", help="guidance scale (default: the checkpoint's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--codec", choices=["sao", "offline"], help="override the checkpoint's codec")
+    p.add_argument("--vae", metavar="PATH", help="a local Stable Audio Open VAE folder "
+                   "(default $SAMUEL_VAE, then the hub)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
+    p.add_argument("--overlap", type=int, dest="overlap_frames",
+                   help="latent frames shared by consecutive windows (default a quarter window)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("bench", help="benchmarks that print numbers")
@@ -222,6 +274,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-html", action="store_true")
     _add_device(p)
     p.set_defaults(func=cmd_book)
+    p = book.add_parser("check", help="compare a run's recorded results with the committed ones "
+                        "(book/results/<profile>.json): exit 1 on any mismatch")
+    _add_profile(p)
+    p.add_argument("--run-dir", help="default runs/<profile>")
+    p.add_argument("--committed", help="default book/results/<profile>.json")
+    p.set_defaults(func=cmd_book_check)
+    p = book.add_parser("links", help="rewrite every badge, Colab link and install cell from the "
+                        "repository setting (pyproject.toml [project.urls] Repository), then check")
+    p.set_defaults(func=cmd_book_links)
     return ap
 
 

@@ -248,7 +248,7 @@ def sample_fast(model, schedule: Schedule, shape, vocals: Optional[Tensor] = Non
                 cfg_scale: float = 1.0, steps: int = 16, method: str = "dpmsolver++",
                 generator: Optional[torch.Generator] = None, callback: Optional[Callback] = None,
                 progress: bool = False, device="cpu", eta: float = 0.0,
-                autocast: bool = False) -> Tensor:
+                autocast: bool = False, known: Optional[tuple] = None) -> Tensor:
     """A few-step sampler: DDIM (Song et al. 2021; deterministic at ``eta`` = 0, ancestral at
     ``eta`` = 1, see :func:`solver_step`) or DPM-Solver++(2M) (Lu et al. 2022) on the data
     prediction, both with classifier-free guidance.
@@ -260,6 +260,14 @@ def sample_fast(model, schedule: Schedule, shape, vocals: Optional[Tensor] = Non
     ``steps`` is at most the schedule's timesteps (:func:`fast_timesteps` raises otherwise);
     ``autocast`` runs the model under bf16 autocast (off by default).
 
+    ``known = (latents, mask)`` inpaints (RePaint-style replacement, Lugmayr et al. 2022; how
+    ``samuel generate`` continues one window from the previous): ``latents`` is ``shape``,
+    ``mask`` a boolean ``[T]`` of the frames to hold. Before the first step and after every
+    update, ``x_t`` on those frames is replaced by ``q_sample(latents, t, ε)`` with ONE noise
+    ``ε`` for the whole run (drawn from ``generator`` right after the initial noise), so the
+    held frames follow the trajectory of a deterministic sampler from those latents. The
+    returned data prediction is not overwritten there (it shows how well the model followed).
+
     Returns:
         the sample ``shape`` (``[B, C, T]``), float32.
     """
@@ -268,6 +276,9 @@ def sample_fast(model, schedule: Schedule, shape, vocals: Optional[Tensor] = Non
     ab = schedule.alpha_bar
     ts = fast_timesteps(schedule.timesteps, steps)
     x = _randn(shape, generator, device)
+    hold = None if known is None else _holder(schedule, known, x, generator)
+    if hold is not None:
+        x = hold(x, ts[0])
     prev_x0, prev_h = None, None
     for k, i in enumerate(tqdm(ts, disable=not progress, desc=method, leave=False)):
         t = torch.full((shape[0],), i, dtype=torch.long, device=device)
@@ -279,5 +290,30 @@ def sample_fast(model, schedule: Schedule, shape, vocals: Optional[Tensor] = Non
             x = x0  # the last step lands on the data prediction (σ_next = 0)
             break
         x, h = solver_step(ab, i, ts[k + 1], x, x0, prev_x0, prev_h, method, eta, generator)
+        if hold is not None:
+            x = hold(x, ts[k + 1])
         prev_x0, prev_h = x0, h
     return x
+
+
+def _holder(schedule: Schedule, known: tuple, x: Tensor,
+            generator: Optional[torch.Generator]) -> Callable[[Tensor, int], Tensor]:
+    """``hold(x_t, t)``: :func:`sample_fast`'s ``known`` region re-imposed on ``x_t`` at ``t``;
+    its one noise draw (``[B, C, frames held]``) is taken from ``generator`` now."""
+    latents, mask = known
+    batch, channels, frames = x.shape
+    mask = torch.as_tensor(mask, device=x.device).reshape(-1).bool()
+    if tuple(latents.shape) != tuple(x.shape) or mask.numel() != frames:
+        raise ValueError(f"known: expected latents {tuple(x.shape)} and a mask of {frames} "
+                         f"frames, found {tuple(latents.shape)} and {mask.numel()}")
+    held = torch.nonzero(mask).flatten()
+    noise = torch.zeros_like(x)
+    noise[..., held] = _randn((batch, channels, len(held)), generator, x.device, x.dtype)
+    weight = mask.to(x.dtype).view(1, 1, frames)
+    latents = latents.to(x.device, x.dtype)
+
+    def hold(x: Tensor, i: int) -> Tensor:
+        t = torch.full((batch,), i, dtype=torch.long, device=x.device)
+        return weight * schedule.q_sample(latents, t, noise) + (1 - weight) * x
+
+    return hold

@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 
 from . import audio as audio_mod
 from . import paths
-from .diffusion import Schedule, fast_timesteps, guided_v, solver_step
+from .diffusion import Schedule, sample_fast
 
 SAMPLE_RATE = audio_mod.SAMPLE_RATE  # output rate (paper §III-C: 44.1 kHz stereo)
 MIN_SECONDS = 1.0  # shortest vocal accepted
@@ -59,6 +59,7 @@ MIX_ACCOMP_DB = -2.0  # accompaniment RMS relative to the vocal's RMS in the mix
 PEAK = 0.99  # outputs are scaled down to this peak if louder (no clipping)
 SEAM_CONTEXT_S = 3.0  # seconds each side of a point for the local tempo (seam_report)
 SEAM_RADIUS_S = 0.25  # minimum half-width of the region whose onset peak is measured
+STAGES = ("load", "encode", "sample", "decode", "write", "mix")  # generate(timings=...)'s keys
 
 
 class GenerateError(ValueError):
@@ -68,38 +69,12 @@ class GenerateError(ValueError):
 # --------------------------------------------------------------------------- checkpoint
 
 
-def default_checkpoint() -> Path:
-    """``runs/demo/checkpoint``: where ``make book`` / ``samuel train --profile demo`` write it."""
-    return paths.run_dir("demo") / "checkpoint"
-
-
 def _shown(path: Path) -> str:
     """``path`` relative to the repository when it lies inside it (``runs/demo/checkpoint``)."""
     try:
         return str(Path(path).resolve().relative_to(paths.ROOT))
     except ValueError:
         return str(path)
-
-
-def load_model(checkpoint=None, device: str = "cpu"):
-    """The checkpoint to sample from: a loaded object (``.model``, ``.cfg``, ``.stats``) as is,
-    or a folder (default :func:`default_checkpoint`) read with :func:`samuel.checkpoint.load_checkpoint`.
-
-    Raises:
-        CheckpointError: no checkpoint there, or an unreadable / mismatched one.
-    """
-    from .checkpoint import CheckpointError, load_checkpoint
-
-    if checkpoint is not None and hasattr(checkpoint, "model"):
-        return checkpoint
-    folder = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-    if not folder.exists():
-        if checkpoint is None:
-            raise CheckpointError(f"No checkpoint at {_shown(folder)}: build the demo model first with "
-                                  f"`make book` (or `samuel train --profile demo`), or pass --checkpoint DIR.")
-        raise CheckpointError(f"No checkpoint at {_shown(folder)}: expected a folder written by "
-                              f"`samuel train`; pass --checkpoint DIR of a trained model.")
-    return load_checkpoint(folder, device=device)
 
 
 def _check_match(loaded, codec, where: str) -> None:
@@ -142,20 +117,20 @@ def _padded_length(frames: int) -> int:
     return max(FRAME_MULTIPLE, int(math.ceil(frames / FRAME_MULTIPLE)) * FRAME_MULTIPLE)
 
 
-@torch.no_grad()
 def sample_window(model, schedule: Schedule, vocals: Tensor, steps: int, cfg_scale: float,
                   method: str = "dpmsolver++", generator: Optional[torch.Generator] = None,
                   known: Optional[Tensor] = None, known_frames: int = 0,
                   on_step: Optional[Callable[[], None]] = None, eta: float = 0.0) -> Tensor:
     """Few-step sampling of one window with the first ``known_frames`` frames inpainted.
 
-    The same DDIM / DPM-Solver++(2M) update as :func:`samuel.diffusion.sample_fast` (data
-    prediction, trailing timesteps, CFG through :func:`guided_v`), plus the replacement
-    ``x_t[..., :k] ← q_sample(known, t, ε_fixed)`` before the first step and after every update.
+    :func:`samuel.diffusion.sample_fast` (DDIM / DPM-Solver++(2M) on the data prediction,
+    trailing timesteps, CFG) with its ``known`` region: ``x_t[..., :k] ← q_sample(known, t,
+    ε_fixed)`` before the first step and after every update.
 
     Args:
         vocals: normalised vocal latents ``[1, C, T]``.
         known: normalised latents ``[1, C, known_frames]`` the window must continue.
+        on_step: called once per sampler step (a progress bar).
 
     Returns:
         the model's data prediction ``[1, C, T]`` at the last step, known region included (it
@@ -165,40 +140,16 @@ def sample_window(model, schedule: Schedule, vocals: Tensor, steps: int, cfg_sca
         raise GenerateError(f"sampler: expected 'ddim' or 'dpmsolver++', found {method!r}")
     shape = tuple(vocals.shape)
     device = vocals.device
-    x = torch.randn(shape, generator=generator).to(device)
-    mask = None
+    region = None
     if known is not None and known_frames > 0:
-        known_noise = torch.randn((shape[0], shape[1], known_frames), generator=generator).to(device)
-        mask = torch.zeros((1, 1, shape[2]), device=device)
-        mask[..., :known_frames] = 1.0
-        full_known = torch.zeros(shape, device=device)
-        full_known[..., :known_frames] = known
-        full_noise = torch.zeros(shape, device=device)
-        full_noise[..., :known_frames] = known_noise
-
-    def constrain(x: Tensor, i: int) -> Tensor:
-        if mask is None:
-            return x
-        t = torch.full((shape[0],), i, dtype=torch.long, device=device)
-        return mask * schedule.q_sample(full_known, t, full_noise) + (1 - mask) * x
-
-    ab = schedule.alpha_bar
-    ts = fast_timesteps(schedule.timesteps, steps)
-    x = constrain(x, ts[0])
-    prev_x0, prev_h = None, None
-    for k, i in enumerate(ts):
-        t = torch.full((shape[0],), i, dtype=torch.long, device=device)
-        v = guided_v(model, x, t, vocals, cfg_scale)
-        x0 = schedule.x0_from_v(x, v, t)
-        if on_step is not None:
-            on_step()
-        if k + 1 == len(ts):
-            return x0
-        j = ts[k + 1]
-        x, h = solver_step(ab, i, j, x, x0, prev_x0, prev_h, method, eta, generator)
-        x = constrain(x, j)
-        prev_x0, prev_h = x0, h
-    return x  # not reached
+        latents = torch.zeros(shape, device=device)
+        latents[..., :known_frames] = known
+        mask = torch.zeros(shape[2], dtype=torch.bool, device=device)
+        mask[:known_frames] = True
+        region = (latents, mask)
+    return sample_fast(model, schedule, shape, vocals=vocals, cfg_scale=cfg_scale, steps=steps,
+                       method=method, generator=generator, device=device, eta=eta, known=region,
+                       callback=None if on_step is None else (lambda t, x, v: on_step()))
 
 
 def generate_latents(model, schedule: Schedule, vocals: np.ndarray, window: int, overlap: int,
@@ -252,7 +203,7 @@ def generate_latents(model, schedule: Schedule, vocals: np.ndarray, window: int,
 def generate(vocals_path, out_path, mix_path=None, checkpoint=None, steps: Optional[int] = None,
              cfg_scale: Optional[float] = None, seed: int = 0, codec=None, progress: bool = True,
              overlap_frames: Optional[int] = None, inpaint: bool = True, device: Optional[str] = None,
-             seam: bool = True, vae: Optional[str] = None) -> dict:
+             seam: bool = True, vae: Optional[str] = None, timings: Optional[dict] = None) -> dict:
     """Generate an accompaniment for the vocal in ``vocals_path`` and write it to ``out_path``.
 
     Args:
@@ -273,20 +224,25 @@ def generate(vocals_path, out_path, mix_path=None, checkpoint=None, steps: Optio
         device: where the model and the codec run ("auto", the default: CUDA when available).
         vae: a local SAO VAE folder (default ``$SAMUEL_VAE``, then the hub); the checkpoint's
             own ``data.vae`` and ``device`` belong to the machine it was trained on and are not used.
+        timings: a dict to fill with the wall seconds of each stage, :data:`STAGES`: ``load``
+            (the vocal, the model and the codec), ``encode``, ``sample``, ``decode``, ``write``
+            (the accompaniment) and ``mix`` (making and writing the mix; 0 without ``mix_path``).
 
     Returns:
         dict with ``seconds``, ``frames``, ``windows``, ``window_starts_s``, ``overlap_frames``,
-        ``overlap_error`` (mean), ``steps``, ``cfg_scale``, ``timings`` (load/encode/sample/
-        decode/write seconds), ``seam`` (or None) and the written paths.
+        ``overlap_error`` (mean), ``steps``, ``cfg_scale``, ``timings`` (``load_s``, ``encode_s``,
+        ``sample_s``, ``decode_s``, ``write_s`` (both files), ``seam_s``, ``total_s``), ``seam``
+        (or None) and the written paths.
 
     Raises:
         AudioError: missing, unreadable, silent or too short (< 1 s) vocal.
         CheckpointError: no checkpoint, or one that does not fit the codec.
     """
     from . import codecs as codecs_mod
+    from .checkpoint import resolve as resolve_checkpoint
     from .data.store import denormalise, normalise
 
-    timings = {}
+    stage = {} if timings is None else timings
     t0 = time.perf_counter()
     vocals_path = Path(vocals_path)
     vocal_audio = audio_mod.load(vocals_path, sr=SAMPLE_RATE, channels=2)  # [2, N]
@@ -295,12 +251,11 @@ def generate(vocals_path, out_path, mix_path=None, checkpoint=None, steps: Optio
     if seconds < MIN_SECONDS:
         raise audio_mod.AudioError(vocals_path, f"at least {MIN_SECONDS:g} s of audio", f"{seconds:.2f} s")
     audio_mod.check_not_silent(vocal_audio, vocals_path)
-    timings["load_s"] = time.perf_counter() - t0
 
     from .devices import resolve as resolve_device
 
     device = resolve_device(device or "auto")
-    loaded = load_model(checkpoint, device=device)
+    loaded = resolve_checkpoint(checkpoint, device=device)
     model, cfg, stats = loaded.model, loaded.cfg, loaded.stats
     model.eval()
     device = next(model.parameters()).device if any(True for _ in model.parameters()) else device
@@ -309,6 +264,7 @@ def generate(vocals_path, out_path, mix_path=None, checkpoint=None, steps: Optio
     if codec is None or isinstance(codec, str):
         codec = codecs_mod.from_config(cfg, name=codec, vae=vae or "", device=str(device))
     _check_match(loaded, codec, where)
+    stage["load"] = time.perf_counter() - t0
     steps = int(steps if steps is not None else cfg.diffusion.fast_steps)
     cfg_scale = float(cfg_scale if cfg_scale is not None else cfg.diffusion.cfg_scale)
     if steps < 1:
@@ -328,13 +284,13 @@ def generate(vocals_path, out_path, mix_path=None, checkpoint=None, steps: Optio
         to_encode = np.pad(vocal_audio, ((0, 0), (0, padded * spf - n)))
     latents = codec.encode(to_encode, SAMPLE_RATE)[:, :padded]
     vocals_norm = normalise(latents, stats, "vocal")
-    timings["encode_s"] = time.perf_counter() - t0
+    stage["encode"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     gen = generate_latents(model, Schedule.from_config(cfg), vocals_norm, window, overlap, steps,
                            cfg_scale, method=cfg.diffusion.fast_sampler, seed=seed, inpaint=inpaint,
                            progress=progress, device=device, eta=cfg.diffusion.ddim_eta)
-    timings["sample_s"] = time.perf_counter() - t0
+    stage["sample"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     accomp_latents = denormalise(gen["latents"][:, :frames], stats, "accomp")
@@ -343,13 +299,17 @@ def generate(vocals_path, out_path, mix_path=None, checkpoint=None, steps: Optio
         accomp = _fit(audio_mod.resample(accomp, codec.sample_rate, SAMPLE_RATE), n)
     accomp = audio_mod.to_channels(accomp, 2)
     accomp = _limit(accomp)
-    timings["decode_s"] = time.perf_counter() - t0
+    stage["decode"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     audio_mod.save(out_path, accomp, SAMPLE_RATE)
+    stage["write"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     if mix_path is not None:
         audio_mod.save(mix_path, mix(vocal_audio, accomp), SAMPLE_RATE)
-    timings["write_s"] = time.perf_counter() - t0
+    stage["mix"] = time.perf_counter() - t0
+    times = {f"{k}_s": stage[k] for k in ("load", "encode", "sample", "decode")}
+    times["write_s"] = stage["write"] + stage["mix"]
 
     fps = SAMPLE_RATE / spf
     starts_s = [s / fps for s in gen["starts"]]
@@ -357,8 +317,8 @@ def generate(vocals_path, out_path, mix_path=None, checkpoint=None, steps: Optio
     if seam and len(gen["starts"]) > 1:
         t0 = time.perf_counter()
         report = seam_report(accomp, starts_s, SAMPLE_RATE, window_s=window / fps)
-        timings["seam_s"] = time.perf_counter() - t0
-    timings["total_s"] = sum(timings.values())
+        times["seam_s"] = time.perf_counter() - t0
+    times["total_s"] = sum(times.values())
     errors = gen["overlap_error"]
     return dict(vocals=str(vocals_path), out=str(out_path), mix=str(mix_path) if mix_path else None,
                 seconds=seconds, frames=frames, padded_frames=padded, window_frames=window,
@@ -366,7 +326,7 @@ def generate(vocals_path, out_path, mix_path=None, checkpoint=None, steps: Optio
                 known_frames=gen["known"], inpaint=inpaint,
                 overlap_error=float(np.mean(errors)) if errors else None,
                 steps=steps, cfg_scale=cfg_scale, seed=int(seed), codec=codec.name,
-                timings=timings, realtime_factor=timings["total_s"] / seconds, seam=report)
+                timings=times, realtime_factor=times["total_s"] / seconds, seam=report)
 
 
 def _fit(x: np.ndarray, n: int) -> np.ndarray:
@@ -467,48 +427,3 @@ def seam_report(accomp_audio: np.ndarray, window_starts_s: Sequence[float], sr: 
         boundary_tempo_jump_pct=mean([jump(c) for c in centres]),
         within_tempo_jump_pct=mean([jump(m) for m in mids]),
         boundaries=len(centres), within=len(mids))
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser) -> None:
-    """The options of ``samuel generate VOCALS -o ACCOMP.wav [--mix MIX.wav] ...``."""
-    parser.add_argument("vocals", help="the vocal: any common audio file, any rate, mono or stereo")
-    parser.add_argument("-o", "--out", required=True, help="the accompaniment to write (.wav/.flac/.ogg)")
-    parser.add_argument("--mix", help="also write vocal + accompaniment here")
-    parser.add_argument("--checkpoint", help="checkpoint folder (default runs/demo/checkpoint)")
-    parser.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's fast_steps)")
-    parser.add_argument("--cfg", type=float, dest="cfg_scale", help="guidance scale (default: the checkpoint's)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--codec", choices=["sao", "offline"], help="override the checkpoint's codec")
-    parser.add_argument("--vae", metavar="PATH", help="a local Stable Audio Open VAE folder "
-                        "(default $SAMUEL_VAE, then the hub)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    parser.add_argument("--overlap", type=int, dest="overlap_frames",
-                        help="latent frames shared by consecutive windows (default a quarter window)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-
-
-def main(args) -> int:
-    """Run :func:`generate` from parsed ``args`` and print a short summary."""
-    import json
-
-    result = generate(args.vocals, args.out, mix_path=args.mix, checkpoint=args.checkpoint,
-                      steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed, codec=args.codec,
-                      progress=not args.no_progress, overlap_frames=args.overlap_frames,
-                      device=getattr(args, "device", None), vae=getattr(args, "vae", None))
-    if getattr(args, "json", False):
-        print(json.dumps(result, indent=2))
-        return 0
-    t = result["timings"]
-    print(f"{result['out']}: {result['seconds']:.1f} s, {result['windows']} window(s), "
-          f"{result['steps']} steps, cfg {result['cfg_scale']:g}; encode {t['encode_s']:.1f} s, "
-          f"sample {t['sample_s']:.1f} s, decode {t['decode_s']:.1f} s")
-    if result["mix"]:
-        print(f"{result['mix']}: vocal + accompaniment")
-    if result["seam"]:
-        s = result["seam"]
-        print(f"seams: boundary flux {s['boundary_flux']:.2f} vs within-window {s['within_flux']:.2f}")
-    return 0

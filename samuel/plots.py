@@ -178,3 +178,53 @@ def mix_weights_figure(alpha_bar: np.ndarray):
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def loss_weights(schedule) -> tuple[np.ndarray, np.ndarray]:
+    """``(snr, w)`` per timestep: the raw ``ᾱ_t / (1 − ᾱ_t)`` and the weight the training
+    loss uses, :meth:`samuel.diffusion.Schedule.snr_weight` (clamp and floor applied)."""
+    import torch
+
+    t = torch.arange(schedule.timesteps)
+    w = schedule.snr_weight(t).double().numpy()
+    snr = schedule.alpha_bar / (1 - schedule.alpha_bar)
+    return snr, w
+
+
+def loss_weight_figure(schedule):
+    """The loss weight of every timestep: the raw SNR (dashed) and the weight the model trains
+    on, ``Schedule.snr_weight`` (solid: the clamp from above, the floor from below). Notebook 04."""
+    plt = _plt()
+    snr, w = loss_weights(schedule)
+    t = np.arange(len(w))
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.semilogy(t, snr, ls="--", color="tab:gray", label="SNR ᾱ/(1 − ᾱ), unclamped")
+    ax.semilogy(t, w, color="tab:blue", lw=2, label="w(t) the loss uses (Schedule.snr_weight)")
+    if schedule.snr_clamp:
+        ax.axhline(schedule.snr_clamp, color="tab:red", lw=0.8, ls=":",
+                   label=f"clamp {schedule.snr_clamp:g}")
+    if schedule.snr_floor:
+        ax.axhline(schedule.snr_floor, color="tab:green", lw=0.8, ls=":",
+                   label=f"floor {schedule.snr_floor:g}")
+    ax.set_xlabel("timestep t (0 = clean, last = noise)")
+    ax.set_ylabel("loss weight")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def describe_loss_weight(schedule) -> str:
+    """One sentence on the weighting the loss uses: where the clamp and the floor act."""
+    snr, w = loss_weights(schedule)
+    n = len(w)
+    parts = [f"unclamped, the SNR weight at t=0 is {snr[0]:.0f}"]
+    if schedule.snr_clamp:
+        parts.append(f"the clamp at {schedule.snr_clamp:g} holds it for the "
+                     f"{int((snr > schedule.snr_clamp).sum())} cleanest of {n} steps")
+    if schedule.snr_floor:
+        parts.append(f"the floor at {schedule.snr_floor:g} lifts it for the "
+                     f"{int((snr < schedule.snr_floor).sum())} noisiest")
+    else:
+        parts.append("no floor: the noisiest steps keep their small weight")
+    return "; ".join(parts) + f" (w ranges from {w.min():.3g} to {w.max():.3g})."

@@ -360,6 +360,24 @@ def plot_curves(run_dir, out: Optional[Path] = None):
     return fig
 
 
+def _deterministic(device: str) -> Callable[[], None]:
+    """On the CPU, make the loop as deterministic as PyTorch allows
+    (``torch.use_deterministic_algorithms(True)``: an op without a deterministic kernel raises
+    instead of varying); returns what puts the previous setting back.
+
+    The rest of the loop's determinism is its own: every draw comes from the seeded
+    generators above, batches are read in the loop's thread (no workers), and the summary
+    records the CPU thread count, since a reduction split over another number of threads may
+    round differently. On a GPU the setting is left as it is: several CUDA kernels the loop uses
+    have no deterministic version, and the GPU runs are not the committed ones.
+    """
+    if device != "cpu":
+        return lambda: None
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    return lambda: torch.use_deterministic_algorithms(before)
+
+
 def train(cfg, data_dir=None, run_dir=None, resume: bool = False, progress: bool = True,
           device: Optional[str] = None, on_step: Optional[Callable[[int, float], None]] = None) -> dict:
     """Train ``cfg``'s model on the POPDB folder ``data_dir`` (default ``runs/<profile>/data/popdb``).
@@ -407,6 +425,7 @@ def train(cfg, data_dir=None, run_dir=None, resume: bool = False, progress: bool
     tc = cfg.train
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, tc.warmup_steps, tc.max_steps))
     accel = _feeds_accelerator(device)
+    restore_determinism = _deterministic(device)
     g = torch.Generator().manual_seed(cfg.seed * 1000 + rank)  # batch rows, transposition
     # timesteps, noise, dropout: on the training device; on the CPU the same generator as the rows
     g_dev = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank) if accel else g
@@ -504,11 +523,13 @@ def train(cfg, data_dir=None, run_dir=None, resume: bool = False, progress: bool
     finally:
         batches.close()
         bar.close()
+        restore_determinism()
     seconds = elapsed + time.time() - t0
     summary = {"profile": cfg.profile, "steps": step, "best_val_loss": best, "stopped_early": stopped_early,
                "seconds": round(seconds, 1), "parameters": count_parameters(model), "device": device,
                "train_rows": n_train, "val_rows": len(va_v), "world_size": world,
-               "rows_per_step": world * tc.batch_size, "checkpoint": str(ck_dir)}
+               "rows_per_step": world * tc.batch_size, "checkpoint": str(ck_dir),
+               "threads": torch.get_num_threads(), "deterministic": device == "cpu"}
     if rank == 0:
         write_json(run_dir / "summary.json", summary)
         plot_curves(run_dir, run_dir / "curves.png")

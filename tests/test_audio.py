@@ -181,6 +181,28 @@ def test_save_refuses_unknown_suffix(tmp_path):
         audio.save(tmp_path / "a.xyz", tone())
 
 
+@pytest.mark.parametrize("bad, expected", [
+    (np.zeros((2, 3, 4)), r"expected \[N\] or \[channels, N\] samples, found shape \(2, 3, 4\)"),
+    (np.zeros((SR, 2)), r"expected channels first \(\[channels, N\]\), found shape \(44100, 2\)"),
+    (np.zeros((2, 0)), "expected audio, found 0 samples")])
+def test_save_names_the_file_and_the_layout_it_refuses(tmp_path, bad, expected):
+    """save reads the channel layout with the codecs' one helper: the same rules, the file named."""
+    with pytest.raises(ValueError, match=rf"a\.wav: {expected}"):
+        audio.save(tmp_path / "a.wav", bad)
+    assert not (tmp_path / "a.wav").exists()
+    with pytest.raises(ValueError, match=rf"^audio: {expected}"):
+        audio.as_channels_first(bad)
+    from samuel.codecs import base
+
+    assert base.as_channels_first is audio.as_channels_first
+
+
+def test_save_writes_mono_from_1d(tmp_path):
+    x = tone(channels=1)[0]
+    y = audio.load(audio.save(tmp_path / "m.wav", x, subtype="FLOAT"), channels=1)
+    assert sf.info(str(tmp_path / "m.wav")).channels == 1 and np.array_equal(y[0], x)
+
+
 def test_resample_and_channels():
     x = tone(seconds=1.0)
     assert audio.resample(x, SR, 22050).shape == (2, 22050)

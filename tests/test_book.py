@@ -1,4 +1,5 @@
-"""The book: its runner (samuel/book.py) and the structure of the notebooks in notebooks/."""
+"""The book: its runner (samuel/book.py), the run folders the notebooks share (samuel/runs.py)
+and the structure of the notebooks in notebooks/."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from samuel import book, paths
+from samuel import book, paths, runs
 
 NOTEBOOK_DIR = paths.ROOT / "notebooks"
 PARAMETERS = ("PROFILE", "SEED", "RUN_DIR", "OVERRIDES")
@@ -75,9 +76,22 @@ def test_config_is_loaded_from_the_parameters(notebook):
 def test_last_cell_records_the_results(notebook):
     name, nb = notebook
     last = nb.cells[-1]
-    assert last.cell_type == "code" and "book.record(results, run, " in last.source, \
+    assert last.cell_type == "code" and "runs.record(results, run, " in last.source, \
         f"{name}: expected the last cell to record its results"
-    assert "NBVAL_CHECK_OUTPUT" in last.source
+    assert "nbval-check-output" in last.metadata.get("tags", []), \
+        f"{name}: expected nbval to compare the recorded results"
+
+
+def test_notebooks_read_runs_and_show_not_the_runner(notebook):
+    """The notebooks import what they use (samuel.runs, samuel.show), never the runner that
+    executes them."""
+    name, nb = notebook
+    for i, c in enumerate(_code(nb)):
+        assert not re.search(r"(?<![\w.])book\.\w", c.source), f"{name}: cell {i} calls samuel.book"
+        assert not re.search(r"^\s*from samuel import .*\bbook\b", c.source, re.M), \
+            f"{name}: cell {i} imports samuel.book"
+    setup = next(c.source for c in _code(nb) if "config.load(PROFILE" in c.source)
+    assert re.search(r"^from samuel import config, runs, show$", setup, re.M), name
 
 
 def test_cells_are_short(notebook):
@@ -144,22 +158,22 @@ def test_select_notebooks_by_prefix():
 
 
 def test_run_paths_follow_train(tmp_path):
-    default = book.run_paths("smoke")
+    default = runs.run_paths("smoke")
     assert default.root == paths.run_dir("smoke") and default.checkpoint == default.root / "checkpoint"
-    other = book.run_paths("smoke", tmp_path)
+    other = runs.run_paths("smoke", tmp_path)
     assert other.checkpoint == tmp_path / "train" / "checkpoint" and not other.default
 
 
 def test_record_rounds_and_saves(tmp_path, capsys):
-    out = book.record({"a": 1.23456, "ok": True, "n": 3, "xs": [0.11111]}, tmp_path, "07_x.ipynb")
+    out = runs.record({"a": 1.23456, "ok": True, "n": 3, "xs": [0.11111]}, tmp_path, "07_x.ipynb")
     assert out == {"a": 1.235, "ok": True, "n": 3, "xs": [0.111]}
     assert json.loads((tmp_path / "results" / "07_x.json").read_text()) == out
     assert "ok : True" in capsys.readouterr().out
 
 
 def test_results_page_is_written(tmp_path):
-    run = book.run_paths("smoke", tmp_path)
-    book.record({"songs": 8}, run, "01_data_collection")
+    run = runs.run_paths("smoke", tmp_path)
+    runs.record({"songs": 8}, run, "01_data_collection")
     page = book.write_results_page(run, tmp_path / "results.md", "smoke")
     text = page.read_text()
     assert text.startswith("# Results") and "| songs | 8 |" in text

@@ -4,13 +4,17 @@ HTML renders with its figures and audio players.
 This is CI's check of notebooks 04-06: executing them on `demo` (two trainings, ~15 min)
 does not fit CI's budget beside the rest, so CI re-executes 01-03 on `demo` under nbval
 (see the Makefile's `test`) and runs all six here on `smoke`. The committed notebooks keep
-their `demo` outputs.
+their `demo` outputs. The numbers the smoke run records are checked against the committed
+ones, `book/results/smoke.json` (samuel/reproduce.py; regenerate it with
+`python -m samuel.reproduce commit --profile smoke --run-dir DIR` after a change that moves them).
 """
+import json
 import re
+from pathlib import Path
 
 import pytest
 
-from samuel import book
+from samuel import book, reproduce
 
 
 @pytest.mark.slow
@@ -24,5 +28,23 @@ def test_whole_book_runs_on_smoke_and_renders(tmp_path):
     assert re.search(r'<img[^>]+src="[^"]*\.png"', page) or "data:image/png" in page
     for name in ("01_data_collection", "02_vae_encoding", "04_training", "05_sigma_vs_timestep"):
         assert (html_dir / "notebooks" / f"{name}.html").exists()
-    results = (tmp_path / "run" / "results")
-    assert sorted(p.name for p in results.glob("*.json"))  # each notebook recorded its results
+    # every notebook recorded its results, under the committed names, with the committed claims
+    recorded = reproduce.recorded(tmp_path / "run")
+    committed = reproduce.load_committed("smoke")["notebooks"]
+    assert sorted(recorded) == sorted(Path(n).stem for n in book.NOTEBOOKS)
+    for stem, results in recorded.items():
+        assert set(results) == set(committed[stem]), f"{stem}: result names differ from book/results/smoke.json"
+        claims = {k: v for k, v in committed[stem].items() if isinstance(v, bool)}
+        assert {k: results[k] for k in claims} == claims, f"{stem}: a claim changed"
+    # and every number within its tolerance (samuel/reproduce.py); the table names any mismatch
+    mismatches = reproduce.check(tmp_path / "run", "smoke")
+    assert mismatches == [], reproduce.format_mismatches(mismatches)
+    # the machinery stays out of the reader's way: papermill's parameters cell is removed
+    executed = tmp_path / "run" / "book" / "notebooks" / "03_model.ipynb"
+    injected = [c for c in json.loads(executed.read_text())["cells"]
+                if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert len(injected) == 1 and "remove-cell" in injected[0]["metadata"]["tags"]
+    page = (html_dir / "notebooks" / "03_model.html").read_text()
+    assert "# Parameters" not in page and "google.colab" not in page and "NBVAL" not in page
+    tables = (html_dir / "book" / "tables.html").read_text()
+    assert "Table II" in tables and "<table" in tables

@@ -8,7 +8,7 @@ import struct
 import pytest
 import torch
 
-from samuel import __version__, checkpoint as ckpt, config, model as model_mod
+from samuel import __version__, checkpoint as ckpt, config, model as model_mod, paths
 
 FILES = [ckpt.META_FILE, ckpt.MODEL_FILE, ckpt.STATE_FILE]
 
@@ -184,3 +184,32 @@ def test_truncated_training_state_gives_a_clear_error(tmp_path, trained):
     with pytest.raises(ckpt.CheckpointError, match=r"state.safetensors: expected safetensors"):
         ckpt.load_state(tmp_path / "ck")
 
+
+
+# ----------------------------------------------------------------------------- one resolver
+def test_resolve_finds_the_model_however_it_is_given(tmp_path, trained):
+    cfg, model = trained[0], trained[1]
+    _save(tmp_path / "ck", trained)
+    from_folder = ckpt.resolve(tmp_path / "ck")
+    assert from_folder.folder == tmp_path / "ck" and from_folder.cfg == cfg
+    assert ckpt.resolve(from_folder) is from_folder  # a loaded checkpoint as is
+    bare = ckpt.resolve(model, cfg=cfg)
+    assert bare.model is model and bare.folder is None and bare.info == {"source": "module"}
+    assert not bare.model.training
+    with pytest.raises(ckpt.CheckpointError, match="a bare model: expected its configuration"):
+        ckpt.resolve(model)
+
+
+def test_resolve_names_a_missing_folder_and_how_to_make_one(tmp_path, tmp_runs):
+    with pytest.raises(ckpt.CheckpointError, match=r"nope: expected a SAMUeL checkpoint, found no "
+                       r"such folder; pass --checkpoint DIR of a folder written by `samuel train`$"):
+        ckpt.resolve(tmp_path / "nope")
+    with pytest.raises(ckpt.CheckpointError) as err:
+        ckpt.resolve(None, profile="smoke")
+    assert str(err.value) == (f"{paths.run_dir('smoke') / 'checkpoint'}: expected a SAMUeL checkpoint,"
+                              " found no such folder; build it first with `samuel train --profile "
+                              "smoke`, or pass --checkpoint DIR")
+    (tmp_path / "empty").mkdir()  # a folder that is no checkpoint: load_checkpoint's message
+    with pytest.raises(ckpt.CheckpointError, match=r"empty: expected a SAMUeL checkpoint, found no "
+                       r"checkpoint.json in it"):
+        ckpt.resolve(tmp_path / "empty")

@@ -200,7 +200,7 @@ def test_commands_hand_the_flags_on(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(samuel.generate, "generate", lambda *a, **kw: seen.update(generate=kw) or {})
     args = cli.parser().parse_args(["generate", "v.wav", "-o", str(tmp_path / "a.wav"), "--device", "cpu",
                                     "--vae", "/v", "--json"])
-    samuel.generate.main(args)
+    cli.cmd_generate(args)
     assert seen["generate"]["device"] == "cpu" and seen["generate"]["vae"] == "/v"
     assert cli.parser().parse_args(["generate", "v.wav", "-o", "a.wav"]).device == "auto"
     assert cli.parser().parse_args(["bench", "model", "--device", "cuda"]).device == "cuda"

@@ -304,3 +304,50 @@ def test_loss_draws_come_from_the_generator_in_a_fixed_order():
     assert torch.equal(parts["noise"], torch.randn(x0.shape, generator=ref))
     assert torch.equal(parts["cond_mask"], torch.rand(8, generator=ref) >= 0.5)
     assert torch.equal(g.get_state(), ref.get_state())
+
+
+# --------------------------------------------------------------------------- inpainting
+def _known(shape, frames):
+    latents = torch.zeros(shape)
+    latents[..., :frames] = 2.0
+    mask = torch.zeros(shape[-1], dtype=torch.bool)
+    mask[:frames] = True
+    return latents, mask
+
+
+@pytest.mark.parametrize("method, eta", [("dpmsolver++", 0.0), ("ddim", 0.0), ("ddim", 1.0)])
+def test_known_frames_follow_one_noise_draw_at_every_step(method, eta):
+    """sample_fast's ``known`` region: at every step the held frames of x_t are exactly
+    q_sample(latents, t, ε) for one ε, the other frames are the sampler's own."""
+    shape, frames = (2, 3, 16), 6
+    latents, mask = _known(shape, frames)
+    seen = []
+    sample_fast(GaussianDenoiser(0.0, 1.0), SCHED, shape, steps=8, method=method, eta=eta,
+                generator=torch.Generator().manual_seed(0), known=(latents, mask),
+                callback=lambda t, x, v: seen.append((t, x.clone())))
+    eps = []
+    for t, x in seen:
+        a, s = np.sqrt(SCHED.alpha_bar[t]), np.sqrt(1 - SCHED.alpha_bar[t])
+        eps.append((x[..., :frames] - a * 2.0) / s)
+    assert len(eps) == 8
+    for e in eps[1:]:
+        assert torch.allclose(e, eps[0], atol=1e-4)
+    assert not torch.allclose(seen[-1][1][..., frames:], seen[-2][1][..., frames:])
+
+
+def test_an_empty_known_region_changes_nothing():
+    shape = (2, 3, 16)
+    latents, mask = _known(shape, 0)
+    kw = dict(steps=6, method="dpmsolver++")
+    free = sample_fast(GaussianDenoiser(1.0, 0.5), SCHED, shape,
+                       generator=torch.Generator().manual_seed(4), **kw)
+    held = sample_fast(GaussianDenoiser(1.0, 0.5), SCHED, shape, known=(latents, mask),
+                       generator=torch.Generator().manual_seed(4), **kw)
+    assert torch.equal(free, held)
+
+
+def test_a_known_region_of_another_shape_is_a_clear_error():
+    latents, mask = _known((2, 3, 16), 4)
+    with pytest.raises(ValueError, match=r"known: expected latents \(2, 3, 8\) and a mask of 8 "
+                       r"frames, found \(2, 3, 16\) and 16"):
+        sample_fast(GaussianDenoiser(0.0, 1.0), SCHED, (2, 3, 8), steps=2, known=(latents, mask))

@@ -4,7 +4,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from samuel import audio, config, generate as gen, model
+from samuel import audio, config, generate as gen, model, paths
 from samuel.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from samuel.diffusion import Schedule
 
@@ -177,8 +177,16 @@ def test_missing_default_checkpoint_says_how_to_build_it(wavs, tmp_path, tmp_run
     with pytest.raises(CheckpointError) as err:
         gen.generate(wavs["short"], tmp_path / "a.wav", progress=False)
     msg = str(err.value)
-    assert msg.startswith("No checkpoint at ") and "make book" in msg and "--checkpoint DIR" in msg
-    assert "\n" not in msg
+    folder = str(paths.run_dir("demo") / "checkpoint")
+    assert msg.startswith(f"{folder}: expected a SAMUeL checkpoint, found no such folder")
+    assert "make book" in msg and "--checkpoint DIR" in msg and "\n" not in msg
+
+
+def test_missing_given_checkpoint_names_it(wavs, tmp_path):
+    with pytest.raises(CheckpointError, match=r"nope: expected a SAMUeL checkpoint, found no such "
+                       r"folder; pass --checkpoint DIR"):
+        gen.generate(wavs["short"], tmp_path / "a.wav", checkpoint=tmp_path / "nope", progress=False)
+    assert not (tmp_path / "a.wav").exists()
 
 
 def test_mismatched_codec_gives_one_clear_sentence(ckpt, wavs, tmp_path):
@@ -190,11 +198,103 @@ def test_mismatched_codec_gives_one_clear_sentence(ckpt, wavs, tmp_path):
 
 
 def test_cli_arguments_parse():
-    import argparse
+    from samuel import cli
 
-    p = argparse.ArgumentParser()
-    gen.add_arguments(p)
-    args = p.parse_args(["v.wav", "-o", "a.wav", "--mix", "m.wav", "--steps", "4", "--cfg", "1.5",
-                         "--seed", "2", "--codec", "offline"])
+    args = cli.parser().parse_args(["generate", "v.wav", "-o", "a.wav", "--mix", "m.wav", "--steps",
+                                    "4", "--cfg", "1.5", "--seed", "2", "--codec", "offline"])
     assert (args.vocals, args.out, args.mix, args.steps, args.cfg_scale, args.seed, args.codec) == \
         ("v.wav", "a.wav", "m.wav", 4, 1.5, 2, "offline")
+
+
+# --------------------------------------------------------------------------- one sampling loop
+@torch.no_grad()
+def reference_sample_window(model, schedule, vocals, steps, cfg_scale, method, generator, known,
+                            known_frames, eta=0.0):
+    """The window sampler as generate had it before it used diffusion.sample_fast's ``known``
+    region: a reference to compare against, kept here only."""
+    from samuel.diffusion import fast_timesteps, guided_v, solver_step
+
+    shape = tuple(vocals.shape)
+    device = vocals.device
+    x = torch.randn(shape, generator=generator).to(device)
+    mask = None
+    if known is not None and known_frames > 0:
+        known_noise = torch.randn((shape[0], shape[1], known_frames), generator=generator).to(device)
+        mask = torch.zeros((1, 1, shape[2]), device=device)
+        mask[..., :known_frames] = 1.0
+        full_known = torch.zeros(shape, device=device)
+        full_known[..., :known_frames] = known
+        full_noise = torch.zeros(shape, device=device)
+        full_noise[..., :known_frames] = known_noise
+
+    def constrain(x, i):
+        if mask is None:
+            return x
+        t = torch.full((shape[0],), i, dtype=torch.long, device=device)
+        return mask * schedule.q_sample(full_known, t, full_noise) + (1 - mask) * x
+
+    ab = schedule.alpha_bar
+    ts = fast_timesteps(schedule.timesteps, steps)
+    x = constrain(x, ts[0])
+    prev_x0, prev_h = None, None
+    for k, i in enumerate(ts):
+        t = torch.full((shape[0],), i, dtype=torch.long, device=device)
+        v = guided_v(model, x, t, vocals, cfg_scale)
+        x0 = schedule.x0_from_v(x, v, t)
+        if k + 1 == len(ts):
+            return x0
+        j = ts[k + 1]
+        x, h = solver_step(ab, i, j, x, x0, prev_x0, prev_h, method, eta, generator)
+        x = constrain(x, j)
+        prev_x0, prev_h = x0, h
+
+
+@pytest.mark.parametrize("method, eta, known_frames, steps", [
+    ("dpmsolver++", 0.0, 8, 6), ("dpmsolver++", 0.0, 0, 6), ("ddim", 0.0, 12, 5),
+    ("ddim", 1.0, 8, 4), ("dpmsolver++", 0.0, 8, 1)])
+def test_sample_window_is_the_reference_loop_bit_for_bit(ckpt, method, eta, known_frames, steps):
+    """generate's windows go through diffusion.sample_fast: the same numbers as the loop it
+    replaced, for every sampler, with and without a known region."""
+    sched = Schedule.from_config(CFG)
+    torch.manual_seed(1)
+    vocals, known = torch.randn(1, 64, 32), torch.randn(1, 64, max(known_frames, 1))[..., :known_frames]
+    steps_seen = []
+    new = gen.sample_window(ckpt.model, sched, vocals, steps, 1.5, method,
+                            torch.Generator().manual_seed(7), known=known, known_frames=known_frames,
+                            on_step=lambda: steps_seen.append(1), eta=eta)
+    old = reference_sample_window(ckpt.model, sched, vocals, steps, 1.5, method,
+                                  torch.Generator().manual_seed(7), known, known_frames, eta=eta)
+    assert torch.equal(new, old)
+    assert len(steps_seen) == steps
+
+
+def test_generate_latents_over_windows_equal_the_reference(ckpt, monkeypatch):
+    """Three inpainted windows, end to end through generate_latents: the same latents as with
+    the reference window sampler."""
+    sched = Schedule.from_config(CFG)
+    vocals = torch.randn(64, 72, generator=torch.Generator().manual_seed(2)).numpy()
+    common = dict(window=32, overlap=8, steps=3, cfg_scale=1.0, seed=5)
+    new = gen.generate_latents(ckpt.model, sched, vocals, **common)
+
+    def reference(model, schedule, v, steps, cfg_scale, method, generator, known=None,
+                  known_frames=0, on_step=None, eta=0.0):
+        return reference_sample_window(model, schedule, v, steps, cfg_scale, method, generator,
+                                       known, known_frames, eta)
+
+    monkeypatch.setattr(gen, "sample_window", reference)
+    old = gen.generate_latents(ckpt.model, sched, vocals, **common)
+    assert new["starts"] == old["starts"] == [0, 24, 40] and new["known"] == [0, 8, 16]
+    assert np.array_equal(new["latents"], old["latents"])
+    assert new["overlap_error"] == old["overlap_error"]
+
+
+def test_timings_name_the_six_stages(ckpt, wavs, tmp_path):
+    stages = {}
+    res = run(ckpt, wavs["short"], tmp_path / "a.wav", mix_path=tmp_path / "m.wav", timings=stages)
+    assert tuple(stages) == gen.STAGES == ("load", "encode", "sample", "decode", "write", "mix")
+    assert all(isinstance(v, float) for v in stages.values())  # wall seconds: not bounded here
+    assert res["timings"]["write_s"] == stages["write"] + stages["mix"]
+    assert res["timings"]["sample_s"] == stages["sample"]
+    without = {}
+    run(ckpt, wavs["short"], tmp_path / "b.wav", timings=without)
+    assert tuple(without) == gen.STAGES  # "mix" too, the time of no mix

@@ -2,6 +2,8 @@
 tables and masks behind them say what they should (book: notebooks 01, 02, 03 and 05)."""
 from __future__ import annotations
 
+import json
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -129,3 +131,128 @@ def test_mix_weights_figure_shows_both_readings_of_eq3():
     np.testing.assert_allclose(paper.lines[0].get_ydata(), np.sqrt(alpha_bar), atol=1e-12)
     np.testing.assert_allclose(reversed_.lines[0].get_ydata(), 1 - np.sqrt(alpha_bar), atol=1e-12)
     assert paper.lines[0].get_ydata()[-1] < 0.05 < 0.95 < reversed_.lines[0].get_ydata()[-1]
+
+
+@pytest.mark.parametrize("profile", ["demo", "paper"])
+def test_loss_weight_figure_draws_the_weight_the_loss_uses(profile):
+    """The solid line is Schedule.snr_weight for the profile's clamp and floor (demo has a
+    floor, paper none), not a weighting recomputed beside it."""
+    import torch
+
+    schedule = Schedule.from_config(config.load(profile))
+    fig = plots.loss_weight_figure(schedule)
+    (ax,) = _plot_axes(fig)
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    used = next(ln for label, ln in lines.items() if "snr_weight" in label)
+    expected = schedule.snr_weight(torch.arange(schedule.timesteps)).double().numpy()
+    np.testing.assert_allclose(used.get_ydata(), expected, rtol=0, atol=0)
+    assert ax.get_xlabel() and ax.get_ylabel() == "loss weight"
+    has_floor = any(label.startswith("floor") for label in lines)
+    assert has_floor == bool(schedule.snr_floor)
+    if schedule.snr_floor:
+        assert float(np.min(used.get_ydata())) == pytest.approx(schedule.snr_floor)
+
+
+def test_describe_loss_weight_names_clamp_and_floor():
+    demo = plots.describe_loss_weight(Schedule.from_config(config.load("demo")))
+    paper = plots.describe_loss_weight(Schedule.from_config(config.load("paper")))
+    assert "floor at 1" in demo and "no floor" in paper
+    snr = Schedule(800).alpha_bar / (1 - Schedule(800).alpha_bar)
+    assert f"{int((snr > 5).sum())} cleanest" in demo
+
+
+# ----------------------------------------------------------------------------- tables of the book
+def _evaluation():
+    from samuel import reproduce
+
+    return reproduce.load_committed("demo")["evaluation"]
+
+
+def test_fit_table_marks_each_claim_and_renders_as_html():
+    from samuel.evaluate import report
+
+    ev = json.loads(json.dumps(_evaluation()))
+    ev["beats_baselines"]["key"] = False
+    table = report.fit_table(ev)
+    html = table._repr_html_()
+    assert html.startswith("<table>") and html.count("<tr>") == 1 + len(table.rows)
+    by_metric = {r[0].split()[0]: r for r in table.rows}
+    assert by_metric["chroma"][-1] == "✓" and by_metric["key"][-1] == "✗"
+    assert by_metric["chroma"][1] == "0.153 [0.131, 0.174]"
+    assert by_metric["chroma"][4] == "—"  # no real-vs-real chroma
+    assert "| metric |" in table.markdown() and "0.153 [0.131, 0.174]" in str(table)
+
+
+def test_sampler_and_efficiency_tables_show_intervals_claims_and_the_paper():
+    from samuel.evaluate import report
+
+    ev = _evaluation()
+    samplers = report.sampler_table(ev)
+    assert [r[0] for r in samplers.rows][:3] == ["chroma", "key", "beat"]
+    assert all(r[3] == "✓" for r in samplers.rows[:3]) and "at least 40x faster: ✓" in samplers.notes[0]
+    table_ii = report.table_ii(ev)
+    row = {r[0]: r for r in table_ii.rows}["seconds per 47.55 s clip, 800-step sampler"]
+    assert row[1:] == ["30.75", "21"]
+    table_i = report.table_i(ev)
+    assert table_i.rows[-1] == ["SAMUeL (ours)", "—", "—", "—", "—"] and "not measured" in table_i.notes[0]
+
+
+def test_table_rejects_ragged_rows_and_escapes_html():
+    from samuel.evaluate import report
+
+    with pytest.raises(ValueError, match="expected 2 cells per row, found 1"):
+        report.Table(["a", "b"], [["x"]])
+    assert "&lt;b&gt;" in report.Table(["a"], [["<b>"]])._repr_html_()
+    assert report.mark(None) == "—" and report.mark(True) == "✓" and report.mark(0) == "✗"
+
+
+def test_notebook_results_and_ablation_claims():
+    from samuel.evaluate import report
+
+    ev = dict(_evaluation())
+    out = report.notebook_results(ev)
+    assert out["chroma_conditioned"] == 0.153 and out["beats_baselines_all"] is True
+    assert out["fast_40x"] is True and out["audiobox_available"] is False
+    fit = ev["fit"]["conditioned"]
+    shifted = {m: {**v, "mean": v["mean"] + 10, "lo": v["lo"] + 10, "hi": v["hi"] + 10} for m, v in fit.items()}
+    ablation = {"paper": {"best_val_loss": 1.50, "fit": {"conditioned": fit}},
+                "reversed": {"best_val_loss": 1.49, "fit": {"conditioned": shifted}}}
+    claims = report.ablation_claims(ablation)
+    assert claims["reversed_lower_val_loss"] is True and claims["overlap_chroma"] is False
+    table = report.ablation_table(ablation)
+    assert table.rows[0][:3] == ["best validation loss", "1.5000", "1.4900"] and table.rows[1][-1] == "✗"
+
+
+def test_sigma_csv_and_claims(tmp_path):
+    from samuel.evaluate import report
+
+    rec = {"t": np.array([799, 798]), "x_mean": np.zeros(2), "x_std": np.array([1.01, 0.9]),
+           "v_mean": np.zeros(2), "v_std": np.ones(2)}
+    path = report.write_sigma_csv(rec, tmp_path / "a" / "sigma.csv")
+    assert path.read_text().splitlines()[:2] == ["t,x_mean,x_std,v_mean,v_std", "799,0.0,1.01,0.0,1.0"]
+    assert report.sigma_claims(rec, 758) == {"starts_normal": True, "leaves_normal": True,
+                                             "within_100_of_paper": False}
+
+
+def test_fit_figure_is_a_grid_of_at_most_three_panels_per_row(tmp_path):
+    from samuel.evaluate import report
+
+    report._plot_fit(_evaluation(), tmp_path / "fit.png")
+    import matplotlib.image as mpimg
+
+    h, w = mpimg.imread(str(tmp_path / "fit.png")).shape[:2]
+    assert w <= 3.3 * 3 * 100 + 1 and h > 3.3 * 100  # two rows of three at 100 dpi
+
+
+def test_corpus_lines_and_players_group_one_example():
+    from samuel import show
+
+    songs = [{"style": "pop", "mode": "major", "tonic_pc": 0, "tempo_bpm": 100.0},
+             {"style": "rock", "mode": "minor", "tonic_pc": 3, "tempo_bpm": 120.0}]
+    assert show.corpus_lines(songs).splitlines() == [
+        "styles: {'pop': 1, 'rock': 1}", "modes: {'major': 1, 'minor': 1}", "tonics: 2 of 12",
+        "tempo: 100-120 BPM, median 120"]
+    assert show.corpus_lines([]) == ""
+    assert show.split_of({"train": ["a"], "test": ["b"]}) == {"a": "train", "b": "test"}
+    html = show.players_html({"vocal": _tone(0.2, 440.0), "mix": _tone(0.2, 220.0)}, title="example 1")
+    assert html.count("<audio") == 2 and html.index("example 1") < html.index("vocal") < html.index("mix")

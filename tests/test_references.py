@@ -349,3 +349,58 @@ def test_docstring_check_finds_missing_or_wrong_book_mentions(tree, doc, expecte
     problems = docstring_problems(tree)
     assert len(problems) == 1 and problems[0].startswith("samuel/core.py: ") \
         and expected in problems[0], problems
+
+
+# --------------------------------------------------------------------------- layering
+RUNNER = "samuel.book"  # executes the notebooks: the top of the package, imported by the CLI only
+RUNNER_IMPORTERS = {"samuel/cli.py", "samuel/book.py"}
+
+
+def _imported_modules(module: Path, root: Path) -> set:
+    """Every module ``module`` imports (absolute dotted names, relative imports resolved)."""
+    rel = module.relative_to(root).with_suffix("")
+    package = list(rel.parts[:-1])  # the package a relative import starts from
+    found = set()
+    for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            stem = ".".join(base + ([node.module] if node.module else []))
+            found.add(stem)
+            found |= {f"{stem}.{a.name}" for a in node.names}
+    return found
+
+
+def runner_importers(root: Path) -> list[str]:
+    """The modules under ``samuel/`` other than the CLI that import the notebook runner."""
+    return [rel for m in sorted((root / "samuel").rglob("*.py"))
+            if (rel := m.relative_to(root).as_posix()) not in RUNNER_IMPORTERS
+            and any(name == RUNNER or name.startswith(RUNNER + ".")
+                    for name in _imported_modules(m, root))]
+
+
+def test_only_the_cli_imports_the_notebook_runner():
+    assert runner_importers(ROOT) == [], "import samuel.runs / samuel.show instead of samuel.book"
+
+
+@pytest.mark.parametrize("rel, source", [
+    ("samuel/analysis.py", "from .book import run_paths\n"),
+    ("samuel/analysis.py", "def f():\n    from . import book\n"),
+    ("samuel/sub/deep.py", "from .. import book\n"),
+    ("samuel/sub/deep.py", "from ..book import train_once\n"),
+    ("samuel/core.py", "import samuel.book as b\n"),
+    ("samuel/core.py", "from samuel import config, book\n"),
+])
+def test_layering_check_finds_an_import_of_the_runner(tree, rel, source):
+    assert runner_importers(tree) == []
+    _write(tree, rel, '"""M. book: notebook 01."""\n' + source)
+    assert runner_importers(tree) == [rel]
+
+
+def test_layering_check_lets_the_cli_and_lookalikes_through(tree):
+    _write(tree, "samuel/cli.py", '"""CLI. book: "Reproduce it"."""\nfrom . import book\n')
+    _write(tree, "samuel/core.py", '"""C. book: notebook 01."""\nfrom . import runs, show\n'
+           "from .bookkeeping import x\nimport samuel.books\n")
+    _write(tree, "samuel/sub/deep.py", '"""D. book: design §2."""\nfrom . import book\n')  # samuel.sub.book
+    assert runner_importers(tree) == []

@@ -26,7 +26,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from samuel import book, config
+from samuel import book, config, runs, show
 
 # The size of a rehearsal: seconds per notebook on 2 CPU cores. Everything else is `paper`.
 SIZE = {
@@ -109,19 +109,19 @@ def test_cli_book_run_passes_the_paper_flags(monkeypatch):
 
 def test_setup_lines_keep_the_demo_and_name_where_paper_runs(monkeypatch):
     monkeypatch.delenv("SAMUEL_VAE", raising=False)
-    demo = book.config_lines(config.load("demo"))
+    demo = show.config_lines(config.load("demo"))
     assert "vae" not in demo and "runs on" not in demo and len(demo.splitlines()) == 5
-    paper = book.config_lines(config.load("paper", device="cpu", data__vae="/x/vae"))
+    paper = show.config_lines(config.load("paper", device="cpu", data__vae="/x/vae"))
     assert paper.splitlines()[-1] == "runs on: device=cpu, vae=/x/vae"
-    assert "the hub (stabilityai/stable-audio-open-1.0)" in book.config_lines(config.load("paper"))
+    assert "the hub (stabilityai/stable-audio-open-1.0)" in show.config_lines(config.load("paper"))
 
 
 def test_another_device_or_vae_is_the_same_training():
     a = config.load("paper").to_dict()
     b = config.load("paper", device="cpu", data__vae="/x", eval__max_clips=3).to_dict()
-    assert book.training_fields(a) == book.training_fields(b)
+    assert runs.training_fields(a) == runs.training_fields(b)
     c = config.load("paper", train__max_steps=7).to_dict()
-    assert book.training_fields(a) != book.training_fields(c)
+    assert runs.training_fields(a) != runs.training_fields(c)
 
 
 def test_paper_evaluation_is_bounded():
@@ -139,15 +139,15 @@ def test_sample_rows_and_zscore_check_read_a_split_in_blocks(tmp_path):
     array[:] = rng.normal(3.0, 2.0, (3000, 4, 8)).astype(np.float32)
     array.flush()
     base = np.load(path, mmap_mode="r")
-    sample = book.sample_rows(base, n=1024)
+    sample = runs.sample_rows(base, n=1024)
     assert sample.shape == (1024, 4, 8) and sample.dtype == np.float32
-    assert np.array_equal(book.sample_rows(base, n=1024), sample)  # seeded
-    assert np.array_equal(book.sample_rows(base[:10], n=1024), np.asarray(base[:10]))
+    assert np.array_equal(runs.sample_rows(base, n=1024), sample)  # seeded
+    assert np.array_equal(runs.sample_rows(base[:10], n=1024), np.asarray(base[:10]))
     stats = {"mean": store.channel_stats(base)["mean"], "std": store.channel_stats(base)["std"]}
-    check = book.zscore_check(store.NormalisedArray(base, stats["mean"], stats["std"]))
+    check = runs.zscore_check(store.NormalisedArray(base, stats["mean"], stats["std"]))
     assert check["channel_means_ok"] and check["channel_stds_ok"]
     assert f"{check['mean']:.3f}" == "0.000"
-    off = book.zscore_check(base)  # not z-scored: mean 3, std 2
+    off = runs.zscore_check(base)  # not z-scored: mean 3, std 2
     assert not off["channel_means_ok"] and not off["channel_stds_ok"] and off["mean"] == pytest.approx(3, abs=0.1)
 
 
@@ -160,16 +160,16 @@ def test_excerpts_read_only_what_is_heard(tmp_path):
     sf.write(str(tmp_path / "a.wav"), x, 44100, subtype="FLOAT")
     sf.write(str(tmp_path / "b.wav"), x[::2], 22050, subtype="FLOAT")  # resampled: read whole
     whole = audio.load(tmp_path / "a.wav")
-    assert np.array_equal(book._excerpt(tmp_path / "a.wav", 1.5), whole[:, : int(1.5 * 44100)])
-    assert np.array_equal(book._excerpt(tmp_path / "a.wav", None), whole)
-    assert np.array_equal(book._excerpt(tmp_path / "b.wav", 1.0), audio.load(tmp_path / "b.wav")[:, :44100])
+    assert np.array_equal(show._excerpt(tmp_path / "a.wav", 1.5), whole[:, : int(1.5 * 44100)])
+    assert np.array_equal(show._excerpt(tmp_path / "a.wav", None), whole)
+    assert np.array_equal(show._excerpt(tmp_path / "b.wav", 1.0), audio.load(tmp_path / "b.wav")[:, :44100])
     with pytest.raises(audio.AudioError, match="missing.wav: expected an audio file"):
-        book._excerpt(tmp_path / "missing.wav", 1.0)
+        show._excerpt(tmp_path / "missing.wav", 1.0)
 
 
 def test_record_names_the_profile_without_printing_it(tmp_path, capsys):
-    run = book.run_paths("paper", tmp_path)
-    book.record({"x": 1.0}, run, "07_x.ipynb")
+    run = runs.run_paths("paper", tmp_path)
+    runs.record({"x": 1.0}, run, "07_x.ipynb")
     assert json.loads((tmp_path / "results" / "07_x.json").read_text()) == {"profile": "paper", "x": 1.0}
     assert capsys.readouterr().out.strip() == "x : 1.0"
 

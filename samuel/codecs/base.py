@@ -13,7 +13,7 @@ import abc
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
+from ..audio import SAMPLE_RATE, as_channels_first  # noqa: F401 (the codecs' channel helper)
 
 
 class CodecUnavailable(RuntimeError):
@@ -59,20 +59,6 @@ class Codec(abc.ABC):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, latent_channels={self.latent_channels}, "
                 f"frames_per_second={self.frames_per_second:.2f})")
-
-
-def as_channels_first(audio: np.ndarray, what: str = "audio") -> np.ndarray:
-    """``[N]`` or ``[C, N]`` -> float32 ``[C, N]``; rejects empty or >2-D input."""
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim == 1:
-        audio = audio[None]
-    if audio.ndim != 2:
-        raise ValueError(f"{what}: expected [N] or [channels, N] samples, found shape {audio.shape}")
-    if audio.shape[1] == 0:
-        raise ValueError(f"{what}: expected audio, found 0 samples")
-    if audio.shape[0] > 16:
-        raise ValueError(f"{what}: expected channels first ([channels, N]), found shape {audio.shape}")
-    return audio
 
 
 def check_latents(latents: np.ndarray, channels: int) -> np.ndarray:

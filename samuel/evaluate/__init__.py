@@ -37,6 +37,7 @@ strictly on the better side of both baselines' intervals.
 """
 from __future__ import annotations
 
+from .apa import apa_conditions, apa_of_scores, clap_embedder
 from .conditions import (AUDIOBOX_AXES, Scores, audiobox_score, audiobox_table, clip_truth,
                          fit_summary, load_audiobox, score_conditions, truth_note)
 from .context import Context, fast_name, prepare, sample_latents
@@ -49,6 +50,8 @@ from .metrics import (BEAT_TOLERANCE_S, BOOTSTRAP, CLIP_METRICS, CONDITIONS, FEA
                       frechet_distance, interval, key_agreement, key_name, mean_ci,
                       onset_envelope, other_segment, overlap, paired_frechet, real_vs_real,
                       select_clips, to_mono)
+from .real import evaluate_real, format_real, real_examples
+from .real import table_rows as real_table_rows
 from .report import format_table, write_examples, write_outputs
 from .run import evaluate
 from .samplers import compare_fast_and_ancestral
@@ -60,6 +63,9 @@ __all__ = [
     "Scores", "score_conditions", "fit_summary", "clip_truth", "truth_note",
     "compare_fast_and_ancestral", "measure_efficiency", "codec_parameters",
     "load_audiobox", "audiobox_score", "audiobox_table",
+    # real recordings, accompaniment prompt adherence
+    "evaluate_real", "format_real", "real_table_rows", "real_examples",
+    "apa_conditions", "apa_of_scores", "clap_embedder",
     # metrics, statistics, baselines
     "to_mono", "chroma", "onset_envelope", "chroma_agreement", "key_name", "estimate_key",
     "key_agreement", "beat_alignment", "frame_features", "clip_features_from_frames",

@@ -115,6 +115,7 @@ def prepare(cfg, checkpoint=None, data_dir=None, max_clips: int | None = None,
         ValueError: an unknown sampler, a split without clips, or clips of fewer than two songs.
     """
     from .. import codecs as codecs_mod
+    from ..checkpoint import resolve as resolve_checkpoint
     from ..data import store
     from ..data.popdb import resolve as resolve_popdb
     from ..devices import resolve as resolve_device
@@ -125,7 +126,10 @@ def prepare(cfg, checkpoint=None, data_dir=None, max_clips: int | None = None,
         raise ValueError(f"unknown sampler {sampler!r}: expected 'fast' or 'ancestral'")
     device = resolve_device(device or cfg.device)
     asked = cfg  # the device and the VAE folder are this machine's, not the checkpoint's
-    model, cfg, ck_stats, ck_info = _resolve_model(cfg, checkpoint, device)
+    loaded = resolve_checkpoint(checkpoint, device=device, profile=cfg.profile, cfg=cfg)
+    model, cfg, ck_stats = loaded.model, loaded.cfg, loaded.stats or None
+    folder = getattr(loaded, "folder", None)
+    ck_info = {**(getattr(loaded, "info", None) or {}), **({"folder": str(folder)} if folder else {})}
     data_dir = Path(data_dir) if data_dir is not None else run_dir(cfg.profile) / "data"
     # ours (data/ or data/popdb/), an index of `samuel data popdb`, or the published folder
     popdb_dir = resolve_popdb(data_dir, cfg)
@@ -160,26 +164,6 @@ def prepare(cfg, checkpoint=None, data_dir=None, max_clips: int | None = None,
         fps=float(split_info.get("frames_per_second") or codec.frames_per_second),
         sr=int(codec.sample_rate), sampler=sampler,
         steps=int(steps or cfg.diffusion.fast_steps), seed=int(seed))
-
-
-def _resolve_model(cfg, checkpoint, device):
-    """``(model, cfg, stats or None, info)`` from a module, a Loaded, a folder or the default."""
-    import torch
-
-    if isinstance(checkpoint, torch.nn.Module):
-        return checkpoint.to(device).eval(), cfg, None, {"source": "module"}
-    if checkpoint is not None and hasattr(checkpoint, "model") and hasattr(checkpoint, "cfg"):
-        loaded = checkpoint
-    else:
-        from ..checkpoint import load_checkpoint
-        from ..paths import run_dir
-
-        folder = Path(checkpoint) if checkpoint is not None else run_dir(cfg.profile) / "checkpoint"
-        loaded = load_checkpoint(folder, device=device)
-    info = dict(getattr(loaded, "info", {}) or {})
-    if getattr(loaded, "folder", None) is not None:
-        info["folder"] = str(loaded.folder)
-    return loaded.model.to(device).eval(), loaded.cfg, (loaded.stats or None), info
 
 
 def sample_latents(model, schedule, shape, vocals, cfg, sampler, steps, seed, device) -> np.ndarray:

@@ -1,10 +1,14 @@
-"""The report of an evaluation: results files, plots, example clips and the text table.
-
-Book: notebook 06 (every results cell, "Listen"); design §7.
+"""The report of an evaluation: results files, plots, example clips, the text and the tables.
 
 :func:`write_outputs` writes ``results.json`` and the CSV tables and plots beside it,
 :func:`write_examples` the example clips to listen to, and :func:`format_table` is the text
-that ``samuel evaluate`` prints.
+that ``samuel evaluate`` prints. :func:`fit_table`, :func:`sampler_table`,
+:func:`table_ii`, :func:`table_i` and :func:`ablation_table` are the tables the
+notebooks show as HTML and the tables page writes as Markdown (:class:`Table`), each claim
+marked ✓ or ✗.
+
+Book: notebook 06 (every results cell, "Listen"), notebook 05 (the eq. 3 ablation), "Paper
+tables beside ours"; design §7.
 """
 from __future__ import annotations
 
@@ -19,8 +23,10 @@ import numpy as np
 from ..io import atomic_path, write_json
 from .conditions import AUDIOBOX_AXES
 from .context import Context
-from .metrics import CLIP_METRICS, CONDITIONS, HIGHER_IS_BETTER, METRICS, REALISM
+from .metrics import CLIP_METRICS, CONDITIONS, HIGHER_IS_BETTER, METRICS, REALISM, overlap
 
+
+PANELS_PER_ROW = 3  # the book's figures: at most three panels side by side, readable on a page
 
 # --------------------------------------------------------------------------- files and plots
 
@@ -88,7 +94,12 @@ def _plot_fit(results: Mapping, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     shown = [m for m in (*METRICS, *REALISM) if m in results["fit"]["conditioned"]]
-    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.6))
+    cols = min(PANELS_PER_ROW, len(shown))
+    rows = -(-len(shown) // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.3 * rows), squeeze=False)
+    axes = grid.ravel()
+    for ax in axes[len(shown):]:
+        ax.axis("off")
     colors = {"conditioned": "tab:blue", "shuffled": "tab:orange", "null": "tab:gray", "real": "tab:green"}
     real_label = {"fad": "real vs\nreal", "frechet": "real, other\nsegment"}
     for ax, m in zip(axes, shown):
@@ -112,7 +123,8 @@ def _plot_samplers(results: Mapping, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     s = results["samplers"]
-    fig, axes = plt.subplots(1, 4, figsize=(12.8, 3.4))
+    fig, grid = plt.subplots(2, 2, figsize=(8.0, 6.4))
+    axes = grid.ravel()
     if s.get("skipped"):
         for ax in axes:
             ax.axis("off")
@@ -278,3 +290,205 @@ def _audiobox_lines(results: Mapping) -> list[str]:
 
         lines += ["", format_table_i(results["table_i"])]
     return lines
+
+
+# --------------------------------------------------------------------------- tables for the book
+# The notebooks show these as HTML tables (an object with ``_repr_html_`` is shown as HTML by
+# Jupyter and in the rendered book; printed, it is aligned text); the tables page writes them
+# as Markdown. Each claim gets a mark: ✓ holds, ✗ does not, — not measured.
+
+YES, NO, EMPTY = "✓", "✗", "—"
+# Paper §VI, Table II ("efficiency"): parameters and seconds per 47.55 s clip on an A100
+# (SAMUeL's 21 s is the 800-step ancestral sampler).
+PAPER_TABLE_II = {
+    "SAMUeL": {"parameters": "15 M", "seconds": "21"},
+    "Stable Audio Open": {"parameters": "1.2 B", "seconds": "25"},
+    "MusicGen Small": {"parameters": "300 M", "seconds": "236"},
+    "MusicGen Large": {"parameters": "3.3 B", "seconds": "1083"},
+    "OpenAI Jukebox": {"parameters": "5 B", "seconds": "> 6 h"},
+}
+
+
+def mark(flag) -> str:
+    """✓ for a claim that holds, ✗ for one that does not, — for one not measured (None)."""
+    return EMPTY if flag is None else (YES if flag else NO)
+
+
+def interval(v: Mapping | None) -> str:
+    """``mean [lo, hi]`` of a metric entry (``{"mean", "lo", "hi"}``), — when absent."""
+    if not v or v.get("mean") is None:
+        return EMPTY
+    return _fmt(v)
+
+
+class Table:
+    """A small table for the book: a header row, rows of cells, a caption and notes.
+
+    Shown as HTML in a notebook (``_repr_html_``), as aligned text when printed, and as
+    Markdown by :meth:`markdown` (the tables page).
+    """
+
+    def __init__(self, header: Sequence[str], rows: Sequence[Sequence], caption: str = "",
+                 notes: Sequence[str] = ()):
+        self.header = [str(h) for h in header]
+        self.rows = [[EMPTY if c is None else str(c) for c in r] for r in rows]
+        bad = [r for r in self.rows if len(r) != len(self.header)]
+        if bad:
+            raise ValueError(f"table {caption!r}: expected {len(self.header)} cells per row, "
+                             f"found {len(bad[0])} in {bad[0]}")
+        self.caption, self.notes = caption, list(notes)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        esc = html.escape
+        head = "".join(f"<th>{esc(h)}</th>" for h in self.header)
+        body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in self.rows)
+        cap = f"<caption>{esc(self.caption)}</caption>" if self.caption else ""
+        notes = "".join(f"<p><small>{esc(n)}</small></p>" for n in self.notes)
+        return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{notes}"
+
+    def __str__(self) -> str:
+        widths = [max(len(r[i]) for r in [self.header, *self.rows]) for i in range(len(self.header))]
+        line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+        return "\n".join([*([self.caption] if self.caption else []), line(self.header),
+                          *(line(r) for r in self.rows), *self.notes])
+
+    __repr__ = __str__
+
+    def markdown(self) -> str:
+        cell = lambda c: c.replace("|", "/")  # noqa: E731
+        lines = ["| " + " | ".join(cell(h) for h in self.header) + " |",
+                 "|" + "---|" * len(self.header)]
+        lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in self.rows]
+        return "\n".join(([f"**{self.caption}**", ""] if self.caption else []) + lines
+                         + ([""] + self.notes if self.notes else []))
+
+
+def fit_table(results: Mapping) -> Table:
+    """Fit to the vocal: mean [95 % interval] per metric and condition, and per metric whether
+    the conditioned model beats both baselines (notebook 06, "Fit to the vocal")."""
+    fit, conds = results["fit"], [*CONDITIONS, "real"]
+    rows = []
+    for m in (*METRICS, *REALISM):
+        if m not in fit["conditioned"]:
+            continue
+        arrow = "realism" if m in REALISM else ("↑" if HIGHER_IS_BETTER[m] else "↓")
+        claim = mark(results["beats_baselines"].get(m)) if m in METRICS else "(not a fit claim)"
+        rows.append([f"{m} {arrow}", *(interval(fit.get(c, {}).get(m)) for c in conds), claim])
+    return Table(["metric", *conds, "conditioned beats both"], rows,
+                 caption=f"Fit to the vocal on {results['n_clips']} test clips of "
+                         f"{results['n_songs']} songs: mean [95 % interval]",
+                 notes=[f"all four fit claims: {mark(results.get('beats_baselines_all'))}; "
+                        "↑ higher is better, ↓ lower; real: the true accompaniment (its frechet "
+                        "is to another segment of the same song; its fad is half against half)."])
+
+
+def sampler_table(results: Mapping) -> Table:
+    """The fast sampler against the paper's 800-step one: fit per metric, speed, the two
+    claims (notebook 06, "The paper's sampler against the fast one")."""
+    s = results["samplers"]
+    if s.get("skipped"):
+        return Table(["sampler comparison"], [["skipped"]])
+    fast, anc = s["fast"], s["ancestral"]
+    rows = [[m, interval(fast["fit"].get(m)), interval(anc["fit"].get(m)), mark(s["overlap"][m])]
+            for m in CLIP_METRICS if m in s["overlap"]]
+    rows.append(["seconds per clip", f"{fast['seconds_per_clip']:.3f}", f"{anc['seconds_per_clip']:.3f}",
+                 f"ratio {s['speed_ratio']:.1f}x"])
+    return Table(["metric", f"fast: {fast['name']} ({fast['steps']} steps)",
+                  f"paper: ancestral ({anc['steps']} steps)", "intervals overlap"], rows,
+                 caption=f"Samplers on the same {s['clips']} clips and noise",
+                 notes=[f"fits as well as the paper's: {mark(s.get('equal_fit'))}; "
+                        f"at least 40x faster: {mark(s.get('at_least_40x_faster'))}"])
+
+
+def table_ii(results: Mapping) -> Table:
+    """Paper Table II beside this run: parameters, seconds per 47.55 s clip, peak memory."""
+    e = results["efficiency"]
+    paper = PAPER_TABLE_II["SAMUeL"]
+    anc = e.get("ancestral_seconds_per_47s_clip")
+    rows = [["parameters (model)", f"{e['parameters']:,}", paper["parameters"]],
+            ["parameters (with the codec)", f"{e['parameters_with_codec']:,} ({e['codec']} codec)", EMPTY],
+            ["seconds per 47.55 s clip, 800-step sampler", EMPTY if anc is None else f"{anc:.2f}",
+             paper["seconds"]],
+            ["seconds per 47.55 s clip, fast sampler + decode",
+             f"{e['fast_total_seconds_per_47s_clip']:.2f}", EMPTY],
+            ["peak memory", f"{e['peak_rss_mib']:.0f} MiB RSS"
+             + (f", {e['peak_cuda_mib']:.0f} MiB CUDA" if "peak_cuda_mib" in e else ""), EMPTY],
+            ["device", e["device"], "A100"]]
+    return Table(["Table II", f"ours ({results['profile']})", "paper (SAMUeL)"], rows,
+                 caption="Efficiency (paper Table II)", notes=[f"ours: {e['scaling']}"])
+
+
+def table_i(results: Mapping) -> Table:
+    """Paper Table I (AudioBox-Aesthetics) beside ours, or why ours is missing."""
+    from ..aesthetics import PAPER_TABLE_I
+
+    rows = [[f"{name} (paper)", *(f"{v[a]:.2f}" for a in AUDIOBOX_AXES)]
+            for name, v in PAPER_TABLE_I.items()]
+    a = results["audiobox"]
+    notes = []
+    if a.get("available"):
+        for name in (*CONDITIONS, "real"):
+            if isinstance(a.get(name), Mapping):
+                rows.append([f"{name} (ours)", *(interval(a[name].get(k)) for k in AUDIOBOX_AXES)])
+    else:
+        rows.append(["SAMUeL (ours)", *[EMPTY] * len(AUDIOBOX_AXES)])
+        notes.append(f"ours: not measured here ({a.get('reason')})")
+    return Table(["Table I", *AUDIOBOX_AXES], rows, caption="AudioBox-Aesthetics, 1-10 (paper Table I)",
+                 notes=notes)
+
+
+def ablation_table(ablation: Mapping) -> Table:
+    """Notebook 05: the two readings of eq. 3, validation loss and fit per metric, and whether
+    their intervals overlap."""
+    names = list(ablation)
+    rows = [["best validation loss", *(f"{ablation[n]['best_val_loss']:.4f}" for n in names), ""]]
+    for m in METRICS:
+        entries = [ablation[n]["fit"]["conditioned"].get(m) for n in names]
+        same = None
+        if len(entries) == 2 and all(e and e.get("lo") is not None for e in entries):
+            same = overlap(*entries)
+        rows.append([m, *(interval(e) for e in entries), mark(same)])
+    return Table(["", *(f"mix={n}" for n in names), "intervals overlap"], rows,
+                 caption="Eq. 3 as printed against the prose's reading (conditioned fit, mean [95 % interval])")
+
+
+def ablation_claims(ablation: Mapping) -> dict:
+    """Notebook 05's claims about the two mixes: which has the lower validation loss, and per
+    fit metric whether their intervals overlap."""
+    paper, rev = ablation["paper"], ablation["reversed"]
+    return {"reversed_lower_val_loss": rev["best_val_loss"] < paper["best_val_loss"],
+            **{f"overlap_{m}": bool(overlap(paper["fit"]["conditioned"][m], rev["fit"]["conditioned"][m]))
+               for m in METRICS}}
+
+
+def notebook_results(results: Mapping) -> dict:
+    """What notebook 06 records (:func:`samuel.runs.record`): the claims and the means."""
+    fit, s = results["fit"], results["samplers"]
+    return {"n_clips": results["n_clips"], "beats_baselines_all": results["beats_baselines_all"],
+            **{f"beats_baselines_{m}": results["beats_baselines"][m] for m in METRICS},
+            **{f"{m}_conditioned": fit["conditioned"][m]["mean"] for m in METRICS},
+            **{f"{m}_shuffled": fit["shuffled"][m]["mean"] for m in METRICS},
+            "fast_equal_fit": s.get("equal_fit"), "fast_40x": s.get("at_least_40x_faster"),
+            "audiobox_available": bool(results["audiobox"].get("available"))}
+
+
+# --------------------------------------------------------------------------- notebook 05
+SIGMA_COLUMNS = ("t", "x_mean", "x_std", "v_mean", "v_std")
+
+
+def write_sigma_csv(rec: Mapping, path: str | os.PathLike) -> Path:
+    """Notebook 05's σ record (:func:`samuel.analysis.record_sampling`) as ``sigma.csv``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_csv(path, SIGMA_COLUMNS, list(zip(*(np.asarray(rec[k]).tolist() for k in SIGMA_COLUMNS))))
+    return path
+
+
+def sigma_claims(rec: Mapping, boundary: int, paper_claim: int = 600, within: int = 100) -> dict:
+    """Notebook 05's claims on the σ record: sampling starts at 𝒩(0, I) (std within 0.05 of 1),
+    leaves it before the last step, and does so within ``within`` steps of the paper's claim."""
+    return {"starts_normal": bool(abs(float(rec["x_std"][0]) - 1) < 0.05),
+            "leaves_normal": bool(boundary > 0),
+            f"within_{within}_of_paper": bool(abs(boundary - paper_claim) <= within)}

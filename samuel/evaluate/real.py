@@ -1,0 +1,606 @@
+"""Real recordings: the model on recorded songs it never saw (Frets on Fire multitracks).
+
+The synthetic test songs come from the same composer as the training songs; these do not.
+The Debian package ``fretsonfire-songs-muldjord`` (four metal songs by Muldjord, CC BY-SA 3.0)
+holds, per song, a recorded lead-guitar stem (``guitar.ogg``), the real backing band
+(``song.ogg``) and a MIDI file whose tempo map gives the beats (``notes.mid``). The lead stands
+for the vocal, the backing is the truth. Nothing of them is trained on: they are a validation
+set of another kind of music.
+
+Per song, :data:`PER_SONG` non-overlapping excerpts of about :data:`EXCERPT_SECONDS` are drawn
+(seeded) from those where the lead plays (:func:`pick_excerpts`); each excerpt is a whole number
+of the model's windows (``data.chunk_frames``), sampled independently like the synthetic clips
+and joined. The excerpt's key is estimated from its backing (:func:`~.metrics.estimate_key`),
+its beats come from the tempo map (:func:`beat_times`). The model generates with the profile's
+fast sampler in the three conditions of the synthetic evaluation (:data:`~.metrics.CONDITIONS`,
+same noise), and a fourth, ``other_song``, is chance: the real backing of an excerpt of another
+song (the one whose lead the shuffled condition gets), what a perfect model would return for
+the shuffled lead. All are scored with the synthetic evaluation's fit metrics against the
+decoded true backing (:func:`~.conditions.fit_summary`), plus:
+
+* ``keys``: how many distinct keys the outputs are in (the backings: one per song, or more);
+* ``roughness``: mean absolute frame-to-frame change of the z-scored frame features
+  (:func:`roughness`) and of the normalised latents (:func:`latent_roughness`), generated
+  against real; the target is no more than :data:`ROUGHNESS_TARGET` times real;
+* ``apa``: the accompaniment prompt adherence (:mod:`.apa`).
+
+``samuel evaluate --real [--profile demo] [--checkpoint DIR] [--json]`` runs
+:func:`evaluate_real` and prints :func:`format_real`; without the songs it prints one line
+(:func:`unavailable_reason`). Notebook 06 shows :func:`table_rows` and plays
+:func:`real_examples`.
+
+Book: "What differs from the paper, and why" ("Real recordings and accompaniment prompt
+adherence"); notebook 06.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..audio import SAMPLE_RATE
+from ..io import read_json, to_jsonable, write_json
+from .metrics import (CLIP_METRICS, CONDITIONS, FRAME_BLOCKS, HIGHER_IS_BETTER, METRICS,
+                      beat_alignment, beats, clip_features, clip_features_from_frames,
+                      clip_metrics, derangement, estimate_key, frame_features,
+                      frame_standardiser, interval, key_agreement, key_name, paired_frechet)
+
+PACKAGE = "fretsonfire-songs-muldjord"  # the Debian package of the songs
+FOF_ENV = "SAMUEL_FOF"  # a folder of song folders, instead of the package's
+FOF_FOLDERS = (  # where the package puts them (Debian, then a local install)
+    "/usr/share/games/fretsonfire/data/songs/muldjord",
+    "/usr/share/games/fretsonfire/data/songs",
+    "/usr/local/share/games/fretsonfire/data/songs",
+)
+LEAD, BACKING, TEMPO_MAP = "guitar.ogg", "song.ogg", "notes.mid"
+EXCERPT_SECONDS = 30.0  # per excerpt (rounded to whole model windows: 29.7 s on demo)
+PER_SONG = 3  # excerpts per song
+ACTIVE_DB = -45.0  # a 0.5 s block of the lead is playing when its RMS is above this (dBFS)
+ACTIVE_FRACTION = 0.75  # an excerpt is kept when at least this share of its blocks play
+BLOCK_SECONDS = 0.5
+OTHER = "other_song"  # chance: another song's real backing, aligned by excerpt
+REAL_CONDITIONS = (*CONDITIONS, OTHER)
+ROUGHNESS_TARGET = 1.5  # generated no rougher than 1.5 x real
+DEFAULT_TEMPO = 500000  # µs per beat before a MIDI file's first tempo event (120 BPM)
+
+
+# --------------------------------------------------------------------------- the songs
+
+
+def unavailable_reason() -> str:
+    """The one sentence printed when no songs are found."""
+    return (f"real recordings: not found (install the Debian package {PACKAGE}, e.g. "
+            f"`apt-get install {PACKAGE}`, or set {FOF_ENV} to a folder of song folders holding "
+            f"{LEAD}, {BACKING} and {TEMPO_MAP}); nothing evaluated")
+
+
+def song_dirs(folder: str | os.PathLike) -> list[Path]:
+    """The song folders under ``folder`` (itself, or up to two levels down) that hold the
+    lead, the backing and the tempo map, sorted by name."""
+    folder = Path(folder)
+    found = set()
+    for pattern in (TEMPO_MAP, f"*/{TEMPO_MAP}", f"*/*/{TEMPO_MAP}"):
+        for mid in folder.glob(pattern):
+            if (mid.parent / LEAD).is_file() and (mid.parent / BACKING).is_file():
+                found.add(mid.parent)
+    return sorted(found, key=lambda p: (p.name, str(p)))
+
+
+def find_songs(folder: str | os.PathLike | None = None) -> list[Path]:
+    """The song folders: under ``folder``, else ``$SAMUEL_FOF``, else the first of
+    :data:`FOF_FOLDERS` that holds any; ``[]`` when none does.
+
+    Raises:
+        FileNotFoundError: ``folder`` (or ``$SAMUEL_FOF``) was given but holds no songs.
+    """
+    given = folder if folder is not None else (os.environ.get(FOF_ENV) or None)
+    if given is not None:
+        songs = song_dirs(given)
+        if not songs:
+            raise FileNotFoundError(f"{given}: expected song folders holding {LEAD}, {BACKING} "
+                                    f"and {TEMPO_MAP}, found none")
+        return songs
+    for candidate in FOF_FOLDERS:
+        if Path(candidate).is_dir() and (songs := song_dirs(candidate)):
+            return songs
+    return []
+
+
+def tempo_map(path: str | os.PathLike) -> tuple[int, list[tuple[int, int]], int]:
+    """``(ticks_per_beat, [(tick, µs per beat), ...], last_tick)`` of a MIDI file, the tempo
+    changes of all tracks merged, in order; at one tick the last change wins, and before the
+    first one the tempo is :data:`DEFAULT_TEMPO` (the MIDI default, 120 BPM).
+
+    Raises:
+        ValueError: not a readable MIDI file, or one timed in SMPTE frames.
+    """
+    import mido
+
+    try:
+        mid = mido.MidiFile(str(path))
+    except (OSError, EOFError, ValueError, KeyError, IndexError) as e:
+        raise ValueError(f"{path}: expected a MIDI file, found unreadable data ({e})") from None
+    tpb = int(mid.ticks_per_beat)
+    if tpb <= 0:
+        raise ValueError(f"{path}: expected a MIDI file timed in ticks per beat, found {tpb}")
+    changes: list[tuple[int, int]] = []
+    tick = 0
+    for msg in mido.merge_tracks(mid.tracks):
+        tick += int(msg.time)
+        if msg.type == "set_tempo":
+            if changes and changes[-1][0] == tick:
+                changes[-1] = (tick, int(msg.tempo))
+            else:
+                changes.append((tick, int(msg.tempo)))
+    if not changes or changes[0][0] > 0:
+        changes.insert(0, (0, DEFAULT_TEMPO))
+    return tpb, changes, tick
+
+
+def beat_times(path: str | os.PathLike, until: float | None = None) -> np.ndarray:
+    """The beats of a MIDI file's tempo map, in seconds from its start: one at every multiple
+    of the resolution (ticks per beat), each tick converted through the tempo in force.
+
+    Args:
+        path: the MIDI file.
+        until: beats before this time (seconds), continuing the last tempo past the file's
+            end; None: up to the file's last event.
+    """
+    tpb, changes, last_tick = tempo_map(path)
+    starts = [0.0]  # seconds at each change
+    for (t0, tempo), (t1, _) in zip(changes, changes[1:]):
+        starts.append(starts[-1] + (t1 - t0) * tempo / (1e6 * tpb))
+    out = []
+    for j, ((t0, tempo), s0) in enumerate(zip(changes, starts)):
+        t1 = changes[j + 1][0] if j + 1 < len(changes) else None
+        k = -(-t0 // tpb)  # the first beat at or after this change
+        while True:
+            tick = k * tpb
+            if t1 is not None and tick >= t1:
+                break
+            s = s0 + (tick - t0) * tempo / (1e6 * tpb)
+            if until is not None and s >= until:
+                return np.asarray(out, np.float64)
+            if until is None and t1 is None and tick > last_tick:
+                break
+            out.append(s)
+            k += 1
+    return np.asarray(out, np.float64)
+
+
+def lead_active(lead: np.ndarray, sr: int = SAMPLE_RATE) -> float:
+    """The share of :data:`BLOCK_SECONDS` blocks of ``lead [C, N]`` whose RMS is above
+    :data:`ACTIVE_DB` dBFS."""
+    block = max(1, int(round(BLOCK_SECONDS * sr)))
+    n = lead.shape[-1] // block
+    if n == 0:
+        return 0.0
+    x = np.asarray(lead, np.float64).reshape(-1, lead.shape[-1])[:, : n * block]
+    rms = np.sqrt((x.reshape(x.shape[0], n, block) ** 2).mean(axis=(0, 2)))
+    return float(np.mean(rms > 10.0 ** (ACTIVE_DB / 20.0)))
+
+
+def pick_excerpts(lead: np.ndarray, samples: int, count: int, seed, sr: int = SAMPLE_RATE) -> list[int]:
+    """Start samples of up to ``count`` non-overlapping excerpts of ``samples`` samples, drawn
+    (seeded by ``seed``, an int or a sequence of ints) from the consecutive slots of the song
+    where the lead plays (:func:`lead_active` at least :data:`ACTIVE_FRACTION`); sorted."""
+    slots = [k * samples for k in range(lead.shape[-1] // samples)]
+    ok = [s for s in slots if lead_active(lead[:, s:s + samples], sr) >= ACTIVE_FRACTION]
+    if not ok:
+        return []
+    rng = np.random.default_rng(seed)
+    return sorted(int(s) for s in rng.choice(ok, size=min(count, len(ok)), replace=False))
+
+
+# --------------------------------------------------------------------------- roughness
+
+
+def roughness(frames: np.ndarray, mean: np.ndarray, std: np.ndarray) -> float:
+    """Mean absolute frame-to-frame change of frame features ``[F, D]`` z-scored with ``mean``
+    and ``std`` ``[D]`` (those of the real frames, :func:`feature_scale`), over frames and
+    dimensions; NaN for fewer than two frames."""
+    z = (np.asarray(frames, np.float64) - mean) / std
+    return float(np.abs(np.diff(z, axis=0)).mean()) if len(z) > 1 else float("nan")
+
+
+def feature_scale(real_frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and std of the pooled real frame features, each std floored at a
+    tenth of the RMS std of its block of :data:`~.metrics.FRAME_BLOCKS`, so that a band
+    (nearly) constant in the real audio cannot blow the z-scores up."""
+    pooled = np.concatenate([np.asarray(f, np.float64) for f in real_frames])
+    mean, std = pooled.mean(0), pooled.std(0)
+    floor = np.empty_like(std)
+    for lo, hi in FRAME_BLOCKS:
+        floor[lo:hi] = max(0.1 * float(np.sqrt(np.mean(std[lo:hi] ** 2))), 1e-9)
+    return mean, np.maximum(std, floor)
+
+
+def latent_roughness(latents: np.ndarray, window: int | None = None) -> float:
+    """Mean absolute frame-to-frame change of normalised latents ``[C, T]`` (z-scores by the
+    training statistics), leaving out the steps across the seams between independently
+    sampled windows of ``window`` frames."""
+    d = np.abs(np.diff(np.asarray(latents, np.float64), axis=1))  # [C, T-1]
+    if window:
+        keep = (np.arange(1, d.shape[1] + 1) % int(window)) != 0
+        d = d[:, keep]
+    return float(d.mean()) if d.size else float("nan")
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _excerpts(songs: Sequence[Path], samples: int, per_song: int, seed: int, sr: int,
+              progress: bool) -> tuple[list[dict], list[dict]]:
+    """Load each song and cut its excerpts: ``(excerpts, songs_info)``."""
+    from tqdm.auto import tqdm
+
+    from .. import audio as audio_mod
+
+    excerpts, info = [], []
+    for k, folder in enumerate(tqdm(songs, desc="real songs", disable=not progress)):
+        lead = audio_mod.load(folder / LEAD, sr)
+        backing = audio_mod.load(folder / BACKING, sr)
+        n = min(lead.shape[1], backing.shape[1])
+        lead, backing = lead[:, :n], backing[:, :n]
+        song_beats = beat_times(folder / TEMPO_MAP, until=n / sr)
+        tpb, changes, _ = tempo_map(folder / TEMPO_MAP)
+        starts = pick_excerpts(lead, samples, per_song, [seed, k], sr)
+        info.append({"song": folder.name, "folder": str(folder), "seconds": round(n / sr, 3),
+                     "tempo_bpm": sorted({round(6e7 / t, 2) for _, t in changes}),
+                     "excerpt_offsets_s": [round(s / sr, 3) for s in starts]})
+        for s in starts:
+            off = s / sr
+            back = backing[:, s:s + samples]
+            tonic, mode, _ = estimate_key(back, sr)
+            excerpts.append({
+                "song": folder.name, "offset_s": off, "lead": lead[:, s:s + samples],
+                "backing": back,
+                "truth": {"tonic_pc": int(tonic), "mode": mode,
+                          "beat_times": [float(b - off) for b in song_beats
+                                         if 0.0 <= b - off < samples / sr],
+                          "source": f"key estimated from {BACKING}, beats from {TEMPO_MAP}"}})
+    return excerpts, info
+
+
+def evaluate_real(cfg, checkpoint=None, folder=None, seconds: float = EXCERPT_SECONDS,
+                  per_song: int = PER_SONG, seed: int = 0, steps: int | None = None,
+                  batch_size: int = 8, codec=None, device: str | None = None,
+                  stats: Mapping | None = None, out_dir=None, n_examples: int = 2,
+                  progress: bool = True) -> dict:
+    """Evaluate a model on the real recordings and write ``results.json`` and examples.
+
+    Args:
+        cfg: the configuration (a checkpoint's own replaces it when loaded).
+        checkpoint: a checkpoint folder, a loaded checkpoint, a ``torch.nn.Module`` (then
+            ``stats`` is needed), or None for ``runs/<profile>/checkpoint``.
+        folder: the songs (default ``$SAMUEL_FOF``, then :data:`FOF_FOLDERS`).
+        seconds: excerpt length, rounded to whole windows of ``data.chunk_frames`` (at least one).
+        per_song: excerpts per song (fewer where the lead plays less).
+        seed: excerpt choice, noise (batch ``k`` of windows: ``seed + k``, for all conditions)
+            and the pairings of the shuffled and chance conditions.
+        steps: fast-sampler steps (default ``cfg.diffusion.fast_steps``).
+        batch_size: windows sampled at once.
+        codec: a codec object or name (default the configuration's).
+        device: where the model and codec run (default ``cfg.device``).
+        stats: the latents' normalisation statistics (default the checkpoint's).
+        out_dir: where results go (default ``runs/<profile>/evaluation/real``).
+        n_examples: excerpts of distinct songs written to ``examples/`` to listen to.
+
+    Returns:
+        The results written to ``results.json`` (:func:`format_real` is their text,
+        :func:`table_rows` their table); without the songs ``{"available": False, "reason":
+        ...}`` and nothing written.
+
+    Raises:
+        ValueError: a model without statistics, or excerpts of fewer than two songs.
+    """
+    import torch
+
+    from .. import codecs as codecs_mod
+    from ..checkpoint import resolve as resolve_checkpoint
+    from ..data import store
+    from ..devices import resolve as resolve_device
+    from ..diffusion import Schedule
+    from .apa import apa_conditions
+    from .conditions import Scores, fit_summary
+    from .context import fast_name, sample_latents, sync
+
+    songs = find_songs(folder)
+    if not songs:
+        return {"available": False, "reason": unavailable_reason()}
+    t_start = time.perf_counter()
+    device = resolve_device(device or cfg.device)
+    asked = cfg
+    loaded = resolve_checkpoint(checkpoint, device=device, profile=cfg.profile, cfg=cfg)
+    model, cfg = loaded.model, loaded.cfg
+    folder_ck = getattr(loaded, "folder", None)
+    ck_info = {**(getattr(loaded, "info", None) or {}),
+               **({"folder": str(folder_ck)} if folder_ck else {})}
+    stats = stats or loaded.stats or None
+    if not stats:
+        raise ValueError("evaluate_real: the model comes without normalisation statistics: "
+                         "pass a checkpoint folder, or stats= (a stats.json's contents)")
+    if codec is None or isinstance(codec, str):
+        codec = codecs_mod.from_config(cfg, name=codec, vae=asked.data.vae, device=device,
+                                       half=asked.data.vae_half)
+    sr, fps, spf = int(codec.sample_rate), float(codec.frames_per_second), int(codec.samples_per_frame)
+    window = int(cfg.data.chunk_frames)
+    n_win = max(1, int(round(seconds * fps / window)))
+    frames = n_win * window
+    samples = frames * spf
+    steps = int(steps or cfg.diffusion.fast_steps)
+    schedule = Schedule.from_config(cfg)
+
+    excerpts, songs_info = _excerpts(songs, samples, per_song, seed, sr, progress)
+    song_ids = [e["song"] for e in excerpts]
+    if len(set(song_ids)) < 2:
+        raise ValueError(f"evaluate_real: expected excerpts of at least two songs, found "
+                         f"{len(set(song_ids))} in {len(excerpts)} excerpt(s) "
+                         f"({', '.join(str(s) for s in songs)})")
+    n = len(excerpts)
+    perm = derangement(song_ids, seed=seed)
+
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    lead_lat = np.stack([store.normalise(codec.encode(e["lead"], sr)[:, :frames], stats, "vocal")
+                         for e in tqdm(excerpts, desc="encode leads", disable=not progress)])
+    back_raw = [codec.encode(e["backing"], sr)[:, :frames]
+                for e in tqdm(excerpts, desc="encode backings", disable=not progress)]
+    back_lat = np.stack([store.normalise(b, stats, "accomp") for b in back_raw])
+    encode_s = time.perf_counter() - t0
+
+    # windows: excerpt e, window w -> row e * n_win + w
+    C = lead_lat.shape[1]
+
+    def windows(x):  # [E, C, n_win * window] -> [E * n_win, C, window]
+        return np.ascontiguousarray(
+            x.reshape(len(x), C, n_win, window).transpose(0, 2, 1, 3).reshape(-1, C, window))
+
+    def joined(x):  # the inverse
+        return x.reshape(-1, n_win, C, window).transpose(0, 2, 1, 3).reshape(-1, C, frames)
+
+    given = {"conditioned": windows(lead_lat), "shuffled": windows(lead_lat[perm]), "null": None}
+    rows = n * n_win
+    out = {c: np.empty((rows, C, window), np.float32) for c in CONDITIONS}
+    batches = [list(range(s, min(s + batch_size, rows))) for s in range(0, rows, batch_size)]
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for b, idx in enumerate(tqdm(batches, desc="generate", disable=not progress)):
+            for c in CONDITIONS:
+                v = None if given[c] is None else given[c][idx]
+                out[c][idx] = sample_latents(model, schedule, (len(idx), C, window), v, cfg,
+                                             "fast", steps, seed + b, device)
+    sync(device)
+    gen_s = time.perf_counter() - t0
+    gen_lat = {c: joined(out[c]) for c in CONDITIONS}
+
+    # decode and measure
+    scores = Scores()
+    t0 = time.perf_counter()
+    refs = [codec.decode(b) for b in tqdm(back_raw, desc="decode backings", disable=not progress)]
+    real_frames = [frame_features(r, sr) for r in refs]
+    examples: list = []
+    keys: dict[str, list] = {c: [] for c in REAL_CONDITIONS}
+    for e in tqdm(range(n), desc="score", disable=not progress):
+        ref, truth = refs[e], excerpts[e]["truth"]
+        real = scores.per_clip["real"]
+        real["key"].append(key_agreement(ref, truth["tonic_pc"], truth["mode"], sr))
+        real["beat"].append(beat_alignment(ref, truth["beat_times"], sr))
+        scores.frames_of["real"].append(real_frames[e])
+        for c in CONDITIONS:
+            gen = codec.decode(store.denormalise(gen_lat[c][e], stats, "accomp"))
+            if c == "conditioned":  # kept for the examples only
+                examples.append(gen if e < n_examples * per_song else None)
+            for k, v in clip_metrics(gen, ref, truth, sr).items():
+                scores.per_clip[c][k].append(v)
+            scores.frames_of[c].append(frame_features(gen, sr))
+            keys[c].append(key_name(*estimate_key(gen, sr)[:2]))
+        keys[OTHER].append(key_name(*estimate_key(refs[perm[e]], sr)[:2]))
+    score_s = time.perf_counter() - t0
+    fit, beats_baselines = fit_summary(SimpleNamespace(song_ids=song_ids, seed=seed), scores)
+
+    # chance: another song's real backing (that of the excerpt whose lead "shuffled" gets)
+    other = {k: [] for k in CLIP_METRICS}
+    for e in range(n):
+        for k, v in clip_metrics(refs[perm[e]], refs[e], excerpts[e]["truth"], sr).items():
+            other[k].append(v)
+    z = frame_standardiser(real_frames)
+    other["frechet"] = [paired_frechet(real_frames[perm[e]], real_frames[e], z) for e in range(n)]
+    fit[OTHER] = {k: interval(other[k]) for k in METRICS}
+    real_feats = np.stack([clip_features_from_frames(f) for f in real_frames])  # (no fad: real)
+    beats_other = {k: beats(fit["conditioned"][k], fit[OTHER][k], HIGHER_IS_BETTER[k])
+                   for k in METRICS}
+    per_clip = {**scores.per_clip, OTHER: other}
+
+    # keys, roughness, APA
+    truth_keys = [key_name(e["truth"]["tonic_pc"], e["truth"]["mode"]) for e in excerpts]
+    key_info = {c: {"distinct": len(set(keys[c])), "keys": keys[c]} for c in REAL_CONDITIONS}
+    key_info["real"] = {"distinct": len(set(truth_keys)), "keys": truth_keys}
+    mean, std = feature_scale(real_frames)
+    rough = {c: [roughness(f, mean, std) for f in scores.frames_of[c]] for c in (*CONDITIONS, "real")}
+    lat_rough = {c: [latent_roughness(x, window) for x in gen_lat[c]] for c in CONDITIONS}
+    lat_rough["real"] = [latent_roughness(x, window) for x in back_lat]
+    rough_info = {"features": {c: interval(v) for c, v in rough.items()},
+                  "latents": {c: interval(v) for c, v in lat_rough.items()},
+                  "target": ROUGHNESS_TARGET}
+    for kind in ("features", "latents"):
+        base = rough_info[kind]["real"]["mean"]
+        ratio = {c: rough_info[kind][c]["mean"] / base if base else float("nan") for c in CONDITIONS}
+        rough_info[f"{kind}_ratio"] = ratio
+        rough_info[f"{kind}_within_target"] = {c: bool(r <= ROUGHNESS_TARGET) for c, r in ratio.items()}
+    vocal_feats = np.stack([clip_features(e["lead"], sr) for e in excerpts])
+    cand = {c: np.stack([clip_features_from_frames(f) for f in scores.frames_of[c]])
+            for c in CONDITIONS}
+    cand[OTHER] = real_feats[perm]
+    # R' re-paired with another seed than the shuffled baseline's pairing (apa_conditions)
+    apa_info = {**apa_conditions(vocal_feats, real_feats, cand, groups=song_ids, seed=seed + 1),
+                "embedding": "clip_features of lead and accompaniment (offline, 2 x 90)"}
+
+    results = {
+        "available": True, "profile": cfg.profile, "device": str(device), "seed": int(seed),
+        "codec": codec.name, "source": str(songs[0].parent), "package": PACKAGE,
+        "songs": songs_info, "n_excerpts": n, "n_songs": len(set(song_ids)),
+        "excerpt_seconds": frames / fps, "windows_per_excerpt": n_win,
+        "window_seconds": window / fps,
+        "sampler": {"name": fast_name(cfg), "steps": steps,
+                    "cfg_scale": float(cfg.diffusion.cfg_scale)},
+        "checkpoint": ck_info, "conditions": list(REAL_CONDITIONS),
+        "fit": fit, "beats_baselines": beats_baselines,
+        "beats_baselines_all": all(beats_baselines.values()),
+        "beats_other_song": beats_other, "keys": key_info, "roughness": rough_info,
+        "apa": apa_info, "per_clip": per_clip,
+        "excerpts": [{"song": e["song"], "offset_seconds": round(e["offset_s"], 3),
+                      "key": truth_keys[i], "beats": len(e["truth"]["beat_times"]),
+                      "lead_active": round(lead_active(e["lead"], sr), 3),
+                      "shuffled_lead_from": song_ids[perm[i]]} for i, e in enumerate(excerpts)],
+        "truth": f"key estimated from each excerpt's real backing ({BACKING}, before the codec), "
+                 f"beats from the song's tempo map ({TEMPO_MAP}); scored against the decoded "
+                 "backing, as the synthetic evaluation scores against the decoded accompaniment",
+        "seconds": {"encode": encode_s, "generate": gen_s, "decode_and_score": score_s},
+    }
+    if out_dir is None:
+        from ..paths import run_dir
+
+        out_dir = run_dir(cfg.profile) / "evaluation" / "real"
+    out_dir = Path(out_dir)
+    results["seconds"]["total"] = time.perf_counter() - t_start
+    results = to_jsonable(results)
+    write_json(out_dir / "results.json", results)
+    _write_examples(out_dir / "examples", excerpts, examples, n_examples, sr)
+    return results
+
+
+def _write_examples(folder: Path, excerpts: list, generated: list, n_examples: int,
+                    sr: int) -> None:
+    """``examples.json`` and, per example excerpt (the first of each of ``n_examples`` songs),
+    the lead, the generated accompaniment, the real backing and the lead with each."""
+    from .. import audio as audio_mod
+
+    listing, seen = [], set()
+    for e, ex in enumerate(excerpts):
+        if len(listing) >= n_examples or ex["song"] in seen or generated[e] is None:
+            continue
+        seen.add(ex["song"])
+        stem = f"{len(listing)}_{ex['song']}"
+        gen = generated[e]
+        parts = {"lead (stands for the vocal)": ("lead", ex["lead"]),
+                 "generated accompaniment": ("generated", gen),
+                 "real backing": ("backing", ex["backing"]),
+                 "lead + generated": ("mix_generated", _mix(ex["lead"], gen)),
+                 "lead + real backing": ("mix_backing", _mix(ex["lead"], ex["backing"]))}
+        files = {}
+        for label, (name, x) in parts.items():
+            audio_mod.save(folder / f"{stem}_{name}.wav", x, sr)
+            files[label] = f"{stem}_{name}.wav"
+        listing.append({"title": f"{ex['song']} from {ex['offset_s']:.1f} s", "files": files})
+    if listing:
+        write_json(folder / "examples.json", listing)
+
+
+def _mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    n = min(a.shape[1], b.shape[1])
+    mix = a[:, :n] + b[:, :n]
+    peak = float(np.max(np.abs(mix))) if mix.size else 0.0
+    return mix * (0.99 / peak) if peak > 0.99 else mix
+
+
+def real_examples(out_dir: str | os.PathLike) -> list[tuple[str, dict]]:
+    """The written examples as ``[(title, {label: audio [2, N]}), ...]`` (for players:
+    ``show.show_players(parts, seconds=...)``); ``[]`` when there are none."""
+    from .. import audio as audio_mod
+
+    listing_path = Path(out_dir) / "examples" / "examples.json"
+    if not listing_path.exists():
+        return []
+    return [(item["title"], {label: audio_mod.load(listing_path.parent / name)
+                             for label, name in item["files"].items()})
+            for item in read_json(listing_path)]
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _num(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+
+
+def _cell(v: Mapping | None) -> str:
+    if not v or v.get("mean") is None or (isinstance(v["mean"], float) and math.isnan(v["mean"])):
+        return "-"
+    def num(x):
+        return f"{x:.3f}" if abs(x) < 100 else f"{x:.4g}"
+
+    if v.get("lo") is None or (isinstance(v["lo"], float) and math.isnan(v["lo"])):
+        return num(v["mean"])
+    return f"{num(v['mean'])} [{num(v['lo'])}, {num(v['hi'])}]"
+
+
+def table_rows(results: Mapping) -> list[dict]:
+    """The table as rows ``{"metric": ..., <condition>: "mean [lo, hi]", ...}`` (conditions
+    :data:`REAL_CONDITIONS` and ``real``): the fit metrics, ``fad``, the two roughness
+    measures, the distinct keys, the APA and its distance to the true pairs in units of the
+    re-paired set's (an APA near 1/2 far from both is unrealistic, not half adherent) (e.g.
+    ``pandas.DataFrame(table_rows(results))``). ``[]`` when the songs were not available."""
+    if not results.get("available"):
+        return []
+    cols = (*REAL_CONDITIONS, "real")
+    fit, rough = results["fit"], results["roughness"]
+    rows = []
+    for m in (*METRICS, "fad"):
+        rows.append({"metric": m, **{c: _cell(fit.get(c, {}).get(m)) for c in cols}})
+    for kind in ("features", "latents"):
+        rows.append({"metric": f"roughness ({kind})",
+                     **{c: _cell(rough[kind].get(c)) for c in cols}})
+    rows.append({"metric": "distinct keys",
+                 **{c: f"{results['keys'][c]['distinct']} of {len(results['keys'][c]['keys'])}"
+                    for c in cols}})
+    rows.append({"metric": "APA", **{c: (f"{results['apa'][c]['apa']:.3f}"
+                                         if c in results["apa"] and results["apa"][c]["apa"] is not None
+                                         else ("1 (by definition)" if c == "real" else "-"))
+                                     for c in cols}})
+    rows.append({"metric": "APA: FD(C,R)/FD(R,R')",
+                 **{c: (f"{results['apa'][c]['fd_c_r'] / results['apa'][c]['fd_r_rr']:.2f}"
+                        if c in results["apa"] and results["apa"][c].get("fd_r_rr") else
+                        ("0 (by definition)" if c == "real" else "-")) for c in cols}})
+    return rows
+
+
+def format_real(results: Mapping) -> str:
+    """The text ``samuel evaluate --real`` prints: the table, then the verdicts; one line when
+    the songs were not available."""
+    if not results.get("available"):
+        return str(results.get("reason") or unavailable_reason())
+    s = results["sampler"]
+    lines = [f"Real recordings ({results['package']}): {results['n_excerpts']} excerpts of "
+             f"{results['n_songs']} songs, {results['excerpt_seconds']:.1f} s each "
+             f"({results['windows_per_excerpt']} windows of {results['window_seconds']:.2f} s); "
+             f"profile {results['profile']!r}, sampler {s['name']} ({s['steps']} steps, cfg "
+             f"{s['cfg_scale']:g}); mean [95 % interval] over excerpts", ""]
+    cols, rows = (*REAL_CONDITIONS, "real"), table_rows(results)
+    first = max(len(r["metric"]) for r in rows) + 2
+    width = max(len(str(r[c])) for r in rows for c in cols) + 2
+    lines.append("metric".ljust(first) + "".join(c.ljust(width) for c in cols))
+    for r in rows:
+        lines.append(r["metric"].ljust(first) + "".join(str(r[c]).ljust(width) for c in cols))
+    lines += ["(other_song: the real backing of another song's excerpt, the one whose lead "
+              "'shuffled' gets; real: the decoded true backing, its frechet to another excerpt "
+              "of the same song)",
+              f"ground truth: {results['truth']}", ""]
+    for m in METRICS:
+        lines.append(f"conditioned beats shuffled and null on {m}: {results['beats_baselines'][m]}; "
+                     f"beats another song's backing: {results['beats_other_song'][m]}")
+    rough = results["roughness"]
+    for kind in ("features", "latents"):
+        ratios = ", ".join(f"{c} {_num(rough[f'{kind}_ratio'][c])}x" for c in CONDITIONS)
+        lines.append(f"roughness ({kind}) against real: {ratios}; conditioned within "
+                     f"{rough['target']:g}x: {rough[f'{kind}_within_target']['conditioned']}")
+    k = results["keys"]
+    lines.append(f"distinct keys: conditioned {k['conditioned']['distinct']}, real backings "
+                 f"{k['real']['distinct']} (of {len(k['real']['keys'])} excerpts)")
+    return "\n".join(lines)

@@ -1,0 +1,176 @@
+"""samuel.evaluate.real: the MIDI tempo map, the excerpts, roughness, finding the songs, and the
+real-recordings evaluation end to end on short excerpts (where the Debian package
+fretsonfire-songs-muldjord is installed)."""
+import json
+
+import mido
+import numpy as np
+import pytest
+
+from samuel import cli, codecs, config
+from samuel.audio import SAMPLE_RATE as SR
+from samuel.evaluate import metrics, real
+
+
+def write_midi(path, tpb=480, tempos=((0, 500000), (960, 250000), (1200, 1000000)),
+               last_tick=1920, type_=1):
+    """A MIDI file: tempo changes ``(tick, µs per beat)`` on the first track, one note ending at
+    ``last_tick`` on the second."""
+    mid = mido.MidiFile(type=type_, ticks_per_beat=tpb)
+    conductor, notes = mido.MidiTrack(), mido.MidiTrack()
+    prev = 0
+    for tick, tempo in tempos:
+        conductor.append(mido.MetaMessage("set_tempo", tempo=tempo, time=tick - prev))
+        prev = tick
+    notes.append(mido.Message("note_on", note=60, velocity=90, time=0))
+    notes.append(mido.Message("note_off", note=60, velocity=0, time=last_tick))
+    mid.tracks += [conductor, notes]
+    mid.save(str(path))
+    return path
+
+
+def test_tempo_changes_give_exact_beat_times(tmp_path):
+    # 120 BPM for two beats, 240 BPM for half a beat (to tick 1200, between beats), then 60 BPM
+    path = write_midi(tmp_path / "map.mid")
+    assert real.tempo_map(path) == (480, [(0, 500000), (960, 250000), (1200, 1000000)], 1920)
+    # tick 0: 0 s; 480: 0.5; 960: 1.0; 1200: 1.125 (240 ticks at 0.25 s/beat); 1440: 1.625; 1920: 2.625
+    assert real.beat_times(path).tolist() == [0.0, 0.5, 1.0, 1.625, 2.625]
+    # past the file's end the last tempo continues, up to `until`
+    assert real.beat_times(path, until=4.0).tolist() == [0.0, 0.5, 1.0, 1.625, 2.625, 3.625]
+    assert real.beat_times(path, until=1.0).tolist() == [0.0, 0.5]
+
+
+def test_tempo_map_defaults_and_same_tick_changes(tmp_path):
+    # no tempo before tick 480: the MIDI default (120 BPM); two changes at one tick: the last wins
+    path = write_midi(tmp_path / "late.mid", tpb=96, tempos=((192, 400000), (192, 300000)),
+                      last_tick=480)
+    tpb, changes, last = real.tempo_map(path)
+    assert (tpb, changes, last) == (96, [(0, real.DEFAULT_TEMPO), (192, 300000)], 480)
+    assert np.allclose(real.beat_times(path), [0.0, 0.5, 1.0, 1.3, 1.6, 1.9])
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"not a midi file at all")
+    with pytest.raises(ValueError, match=r"bad\.mid: expected a MIDI file, found unreadable data"):
+        real.beat_times(bad)
+
+
+def test_excerpts_skip_a_silent_lead_and_do_not_overlap():
+    rng = np.random.default_rng(0)
+    lead = 0.1 * rng.standard_normal((2, 20 * SR)).astype(np.float32)
+    lead[:, : 8 * SR] = 0.0  # the lead rests for 8 s
+    lead[:, 8 * SR: 9 * SR] *= 1e-4  # and is near-silent for one more
+    starts = real.pick_excerpts(lead, 2 * SR, count=4, seed=[0, 1])
+    assert len(starts) == 4 and starts == sorted(starts)
+    assert all(s >= 10 * SR and s % (2 * SR) == 0 for s in starts)  # slots 10-20 s only
+    assert all(b - a >= 2 * SR for a, b in zip(starts, starts[1:]))
+    assert real.pick_excerpts(lead, 2 * SR, count=4, seed=[0, 1]) == starts
+    assert len(real.pick_excerpts(lead, 2 * SR, count=9, seed=0)) == 5  # all that play
+    assert real.pick_excerpts(lead[:, : 8 * SR], 2 * SR, count=2, seed=0) == []
+    assert real.lead_active(lead[:, 8 * SR: 10 * SR]) == 0.5
+
+
+def test_roughness_measures():
+    frames = np.zeros((10, 45))
+    mean, std = np.zeros(45), np.ones(45)
+    assert real.roughness(frames, mean, std) == 0.0
+    frames[1::2] = 2.0  # alternating 0, 2: every step changes by 2 (1 after z-scoring by 2)
+    assert real.roughness(frames, mean, std) == pytest.approx(2.0)
+    assert real.roughness(frames, mean, 2 * std) == pytest.approx(1.0)
+    m, s = real.feature_scale([frames, frames + 1.0])
+    assert m.shape == s.shape == (45,) and np.all(s > 0)
+    lat = np.zeros((4, 16))
+    lat[:, 8:] = 5.0  # a jump at the seam between two windows of 8 frames only
+    assert real.latent_roughness(lat) == pytest.approx(5.0 / 15)
+    assert real.latent_roughness(lat, window=8) == 0.0
+
+
+def test_finding_the_songs(tmp_path, monkeypatch):
+    for name in ("b_song", "a_song"):
+        d = tmp_path / "songs" / "band" / name
+        d.mkdir(parents=True)
+        for f in (real.LEAD, real.BACKING, real.TEMPO_MAP):
+            (d / f).write_bytes(b"x")
+    (tmp_path / "songs" / "band" / "no_midi").mkdir()
+    (tmp_path / "songs" / "band" / "no_midi" / real.LEAD).write_bytes(b"x")
+    found = real.find_songs(tmp_path / "songs")
+    assert [p.name for p in found] == ["a_song", "b_song"]
+    monkeypatch.setenv(real.FOF_ENV, str(tmp_path / "songs" / "band"))
+    assert [p.name for p in real.find_songs()] == ["a_song", "b_song"]
+    monkeypatch.setenv(real.FOF_ENV, str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="empty: expected song folders holding guitar.ogg"):
+        real.find_songs()
+
+
+def test_without_the_songs_one_line_and_exit_0(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(real.FOF_ENV, raising=False)
+    monkeypatch.setattr(real, "FOF_FOLDERS", (str(tmp_path / "nowhere"),))
+    res = real.evaluate_real(config.load("smoke"))
+    assert res["available"] is False and real.PACKAGE in res["reason"]
+    assert real.format_real(res) == res["reason"] and "\n" not in res["reason"]
+    assert real.table_rows(res) == []
+    assert cli.main(["evaluate", "--real", "--profile", "smoke"]) == 0
+    assert capsys.readouterr().out.strip() == real.unavailable_reason()
+
+
+SONGS = real.find_songs()
+needs_songs = pytest.mark.skipif(not SONGS, reason=f"the Debian package {real.PACKAGE} is not "
+                                 f"installed (nor {real.FOF_ENV} set)")
+
+
+@needs_songs
+def test_the_tempo_maps_fit_the_recorded_backings():
+    """The MIDI beats are the recording's: onsets of the real backing fall on them, and less so
+    half a beat later (30 s of each song)."""
+    from samuel import audio
+
+    for folder in SONGS:
+        backing = audio.load(folder / real.BACKING)[:, 40 * SR: 70 * SR]
+        beats = [b - 40.0 for b in real.beat_times(folder / real.TEMPO_MAP) if 40.0 <= b < 70.0]
+        half = real.tempo_map(folder / real.TEMPO_MAP)[1][-1][1] / 2e6  # half a beat, seconds
+        on = metrics.beat_alignment(backing, beats)
+        off = metrics.beat_alignment(backing, [b + half for b in beats])
+        assert on > 1.1 and on > off + 0.2, folder.name
+
+
+@needs_songs
+def test_real_evaluation_end_to_end_on_short_excerpts(tmp_path):
+    from samuel.model import build
+
+    import torch
+
+    torch.manual_seed(0)
+    cfg = config.load("smoke", fast_steps=2)
+    stats = {s: {"mean": [0.0] * 64, "std": [1.0] * 64} for s in ("vocal", "accomp")}
+    out = tmp_path / "real"
+    res = real.evaluate_real(cfg, checkpoint=build(cfg), seconds=3.0, per_song=1, stats=stats,
+                             out_dir=out, codec=codecs.load("offline", griffin_lim_iters=4),
+                             progress=False, n_examples=1)
+    n = len(SONGS)
+    assert res["available"] and res["n_excerpts"] == n and res["n_songs"] == n
+    assert res["windows_per_excerpt"] == 2 and res["excerpt_seconds"] == pytest.approx(2.97, abs=0.01)
+    assert all(e["song"] != e["shuffled_lead_from"] for e in res["excerpts"])
+    assert all(e["lead_active"] >= real.ACTIVE_FRACTION and e["beats"] >= 6 for e in res["excerpts"])
+    for c in real.REAL_CONDITIONS:
+        for m in metrics.METRICS:
+            assert res["fit"][c][m]["n"] == n or m == "beat"
+        assert res["keys"][c]["distinct"] == len(set(res["keys"][c]["keys"])) <= n
+        assert 0.0 <= res["apa"][c]["apa"] <= 1.0
+    assert set(res["beats_baselines"]) == set(res["beats_other_song"]) == set(metrics.METRICS)
+    for kind in ("features", "latents"):
+        assert set(res["roughness"][kind]) == {*metrics.CONDITIONS, "real"}
+        assert res["roughness"][kind]["real"]["mean"] > 0
+        assert set(res["roughness"][f"{kind}_within_target"]) == set(metrics.CONDITIONS)
+    assert res["fit"]["real"]["key"]["n"] == n and res["fit"][real.OTHER]["frechet"]["mean"] > 0
+
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["fit"] == res["fit"] and real.format_real(on_disk) == real.format_real(res)
+    text = real.format_real(res)
+    assert "other_song" in text and "conditioned beats shuffled and null on chroma" in text
+    rows = real.table_rows(res)
+    assert [r["metric"] for r in rows][:4] == list(metrics.METRICS)
+    assert {"APA", "distinct keys", "roughness (features)"} <= {r["metric"] for r in rows}
+    examples = real.real_examples(out)
+    assert len(examples) == 1
+    title, parts = examples[0]
+    assert title.startswith(res["excerpts"][0]["song"])
+    assert set(parts) >= {"lead (stands for the vocal)", "generated accompaniment", "real backing"}
+    assert all(x.shape[0] == 2 and x.shape[1] > SR for x in parts.values())
