@@ -200,6 +200,66 @@ def generate_latents(model, schedule: Schedule, vocals: np.ndarray, window: int,
 # --------------------------------------------------------------------------- generate
 
 
+def load_vocal(path: Path) -> np.ndarray:
+    """The vocal as 44.1 kHz stereo ``[2, N]``.
+
+    Raises:
+        AudioError: missing, unreadable, silent, or shorter than :data:`MIN_SECONDS`.
+    """
+    vocal_audio = audio_mod.load(path, sr=SAMPLE_RATE, channels=2)
+    seconds = vocal_audio.shape[1] / SAMPLE_RATE
+    if seconds < MIN_SECONDS:
+        raise audio_mod.AudioError(path, f"at least {MIN_SECONDS:g} s of audio", f"{seconds:.2f} s")
+    audio_mod.check_not_silent(vocal_audio, path)
+    return vocal_audio
+
+
+def _model_and_codec(checkpoint, codec, device, vae) -> tuple:
+    """``(loaded checkpoint, codec, device)``: the model in eval mode on ``device`` ("auto"
+    by default) and the codec it was trained with (or ``codec``, checked to fit it)."""
+    from . import codecs as codecs_mod
+    from .checkpoint import resolve as resolve_checkpoint
+    from .devices import resolve as resolve_device
+
+    device = resolve_device(device or "auto")
+    loaded = resolve_checkpoint(checkpoint, device=device)
+    loaded.model.eval()
+    params = list(loaded.model.parameters())
+    device = params[0].device if params else device
+    folder = getattr(loaded, "folder", None) or (checkpoint if not hasattr(checkpoint, "model") else None)
+    where = _shown(Path(folder)) if folder is not None else "checkpoint"
+    if codec is None or isinstance(codec, str):
+        codec = codecs_mod.from_config(loaded.cfg, name=codec, vae=vae or "", device=str(device))
+    _check_match(loaded, codec, where)
+    return loaded, codec, device
+
+
+def encode_vocal(codec, vocal_audio: np.ndarray, window: int, stats) -> tuple:
+    """``(normalised vocal latents [C, T'], frames T, padded frames T')``; a vocal shorter than
+    one window is padded with silence to a multiple of 8 frames (the U-Net's halvings)."""
+    from .data.store import normalise
+
+    n = vocal_audio.shape[1]
+    spf = int(codec.samples_per_frame)
+    frames = codec.frames_for(n, SAMPLE_RATE)
+    padded = frames if frames >= window else _padded_length(frames)
+    to_encode = vocal_audio
+    if padded * spf > n and padded != frames:
+        to_encode = np.pad(vocal_audio, ((0, 0), (0, padded * spf - n)))
+    latents = codec.encode(to_encode, SAMPLE_RATE)[:, :padded]
+    return normalise(latents, stats, "vocal"), frames, padded
+
+
+def decode_accompaniment(codec, latents: np.ndarray, stats, n: int) -> np.ndarray:
+    """Normalised accompaniment latents -> 44.1 kHz stereo ``[2, n]``, scaled below :data:`PEAK`."""
+    from .data.store import denormalise
+
+    accomp = _fit(codec.decode(denormalise(latents, stats, "accomp")), n)
+    if int(codec.sample_rate) != SAMPLE_RATE:
+        accomp = _fit(audio_mod.resample(accomp, codec.sample_rate, SAMPLE_RATE), n)
+    return _limit(audio_mod.to_channels(accomp, 2))
+
+
 def generate(vocals_path, out_path, mix_path=None, checkpoint=None, steps: Optional[int] = None,
              cfg_scale: Optional[float] = None, seed: int = 0, codec=None, progress: bool = True,
              overlap_frames: Optional[int] = None, inpaint: bool = True, device: Optional[str] = None,
@@ -238,32 +298,14 @@ def generate(vocals_path, out_path, mix_path=None, checkpoint=None, steps: Optio
         AudioError: missing, unreadable, silent or too short (< 1 s) vocal.
         CheckpointError: no checkpoint, or one that does not fit the codec.
     """
-    from . import codecs as codecs_mod
-    from .checkpoint import resolve as resolve_checkpoint
-    from .data.store import denormalise, normalise
-
     stage = {} if timings is None else timings
     t0 = time.perf_counter()
     vocals_path = Path(vocals_path)
-    vocal_audio = audio_mod.load(vocals_path, sr=SAMPLE_RATE, channels=2)  # [2, N]
+    vocal_audio = load_vocal(vocals_path)
     n = vocal_audio.shape[1]
     seconds = n / SAMPLE_RATE
-    if seconds < MIN_SECONDS:
-        raise audio_mod.AudioError(vocals_path, f"at least {MIN_SECONDS:g} s of audio", f"{seconds:.2f} s")
-    audio_mod.check_not_silent(vocal_audio, vocals_path)
-
-    from .devices import resolve as resolve_device
-
-    device = resolve_device(device or "auto")
-    loaded = resolve_checkpoint(checkpoint, device=device)
+    loaded, codec, device = _model_and_codec(checkpoint, codec, device, vae)
     model, cfg, stats = loaded.model, loaded.cfg, loaded.stats
-    model.eval()
-    device = next(model.parameters()).device if any(True for _ in model.parameters()) else device
-    folder = getattr(loaded, "folder", None) or (checkpoint if not hasattr(checkpoint, "model") else None)
-    where = _shown(Path(folder)) if folder is not None else "checkpoint"
-    if codec is None or isinstance(codec, str):
-        codec = codecs_mod.from_config(cfg, name=codec, vae=vae or "", device=str(device))
-    _check_match(loaded, codec, where)
     stage["load"] = time.perf_counter() - t0
     steps = int(steps if steps is not None else cfg.diffusion.fast_steps)
     cfg_scale = float(cfg_scale if cfg_scale is not None else cfg.diffusion.cfg_scale)
@@ -274,16 +316,8 @@ def generate(vocals_path, out_path, mix_path=None, checkpoint=None, steps: Optio
     if not 0 <= overlap < window:
         raise GenerateError(f"overlap_frames: expected 0 <= overlap < {window} (one window), found {overlap}")
 
-    # encode; a vocal shorter than a window is padded with silence to a multiple of 8 frames
     t0 = time.perf_counter()
-    spf = int(codec.samples_per_frame)
-    frames = codec.frames_for(n, SAMPLE_RATE)
-    padded = frames if frames >= window else _padded_length(frames)
-    to_encode = vocal_audio
-    if padded * spf > n and padded != frames:
-        to_encode = np.pad(vocal_audio, ((0, 0), (0, padded * spf - n)))
-    latents = codec.encode(to_encode, SAMPLE_RATE)[:, :padded]
-    vocals_norm = normalise(latents, stats, "vocal")
+    vocals_norm, frames, padded = encode_vocal(codec, vocal_audio, window, stats)
     stage["encode"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -293,12 +327,7 @@ def generate(vocals_path, out_path, mix_path=None, checkpoint=None, steps: Optio
     stage["sample"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    accomp_latents = denormalise(gen["latents"][:, :frames], stats, "accomp")
-    accomp = _fit(codec.decode(accomp_latents), n)
-    if int(codec.sample_rate) != SAMPLE_RATE:
-        accomp = _fit(audio_mod.resample(accomp, codec.sample_rate, SAMPLE_RATE), n)
-    accomp = audio_mod.to_channels(accomp, 2)
-    accomp = _limit(accomp)
+    accomp = decode_accompaniment(codec, gen["latents"][:, :frames], stats, n)
     stage["decode"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -311,7 +340,7 @@ def generate(vocals_path, out_path, mix_path=None, checkpoint=None, steps: Optio
     times = {f"{k}_s": stage[k] for k in ("load", "encode", "sample", "decode")}
     times["write_s"] = stage["write"] + stage["mix"]
 
-    fps = SAMPLE_RATE / spf
+    fps = SAMPLE_RATE / int(codec.samples_per_frame)
     starts_s = [s / fps for s in gen["starts"]]
     report = None
     if seam and len(gen["starts"]) > 1:

@@ -378,6 +378,60 @@ def _deterministic(device: str) -> Callable[[], None]:
     return lambda: torch.use_deterministic_algorithms(before)
 
 
+def _open_data(cfg, data_dir: Path, progress: bool) -> tuple:
+    """``(data_dir, stats, (train vocals, train accomp), (val vocals, val accomp))`` of ours, an
+    index of ``samuel data popdb``, or the published folder (indexed on the fly).
+
+    Raises:
+        ValueError: the chunks are not ``cfg.data.chunk_frames`` long.
+    """
+    from .data.popdb import resolve
+    from .data.store import train_stats
+
+    data_dir = resolve(data_dir, cfg)
+    stats = train_stats(data_dir, progress=progress)  # training rows only, cached
+    # with transposition the rows are read raw, shifted, then z-scored (see _transposer)
+    tr_v, tr_a = _load_split(data_dir, "train", None if cfg.train.transpose else stats)
+    va_v, va_a = _load_split(data_dir, "val", stats)
+    if tr_v.shape[-1] != cfg.data.chunk_frames:
+        raise ValueError(f"{data_dir}: expected chunks of {cfg.data.chunk_frames} frames for profile "
+                         f"{cfg.profile!r}, found {tr_v.shape[-1]}")
+    return data_dir, stats, (tr_v, tr_a), (va_v, va_a)
+
+
+def _optimisation(cfg, device: str) -> tuple:
+    """``(model, ema, optimiser, lr scheduler)``: a fresh model on ``device``, its EMA copy,
+    AdamW and the warm-up + cosine schedule."""
+    model = build(cfg).to(device)
+    ema = copy.deepcopy(model).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    tc = cfg.train
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, tc.warmup_steps, tc.max_steps))
+    return model, ema, opt, sched
+
+
+def _save_state(ck_dir: Path, cfg, stats, model, ema, opt, sched, progress: dict,
+                rows_states: list, noise_states: Optional[list], val: float, improved: bool,
+                world: int) -> None:
+    """Write the checkpoint at a validation pass: the EMA weights when they ``improved``, and
+    always the whole loop state (weights, optimiser, scheduler, every rank's generators) that
+    ``--resume`` restores (:func:`restore`). ``progress``: step, best, bad_evals, seconds."""
+    tensors = {**{f"model.{k}": t for k, t in model.state_dict().items()},
+               **{f"ema.{k}": t for k, t in ema.state_dict().items()},
+               **{f"rng.{r}": st for r, st in enumerate(rows_states)},
+               **{f"rng_dev.{r}": st for r, st in enumerate(noise_states or [])}}
+    opt_t, opt_meta = ckpt.optimizer_to_flat(opt.state_dict())
+    tensors.update(opt_t)
+    step, best = progress["step"], progress["best"]
+    meta = {"optimizer": opt_meta, "scheduler": sched.state_dict(), **progress, "world_size": world}
+    info = ({"step": step, "val_loss": val, "best_val_loss": best,
+             "parameters": count_parameters(model)} if improved else {"last_step": step})
+    ckpt.save_checkpoint(ck_dir, ema, cfg, stats, write_model=improved, info=info,
+                         state=tensors, state_meta=meta)
+
+
 def train(cfg, data_dir=None, run_dir=None, resume: bool = False, progress: bool = True,
           device: Optional[str] = None, on_step: Optional[Callable[[int, float], None]] = None) -> dict:
     """Train ``cfg``'s model on the POPDB folder ``data_dir`` (default ``runs/<profile>/data/popdb``).
@@ -391,6 +445,11 @@ def train(cfg, data_dir=None, run_dir=None, resume: bool = False, progress: bool
     ``device`` defaults to ``cfg.device`` (:func:`samuel.devices.resolve`); under ``torchrun``
     each process takes the GPU of its ``LOCAL_RANK``. With N processes the batch size is per
     process (see the module docstring).
+
+    The loop is one function (about 100 lines) on purpose: every random draw (rows, timesteps,
+    noise, dropout) happens in this order for a run to resume exactly and to equal the
+    uninterrupted one; the stages around it are :func:`_open_data`, :func:`_optimisation`,
+    :func:`validation_loss` and :func:`_save_state`.
     """
     device = device or resolve_device(cfg.device)
     if device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -402,28 +461,11 @@ def train(cfg, data_dir=None, run_dir=None, resume: bool = False, progress: bool
     run_dir = Path(run_dir) if run_dir else root / "train"
     ck_dir = run_dir / "checkpoint" if run_dir != root / "train" else root / "checkpoint"
     run_dir.mkdir(parents=True, exist_ok=True)
-
-    from .data.popdb import resolve
-    from .data.store import train_stats
-
-    # ours, an index of `samuel data popdb`, or the published folder (indexed on the fly)
-    data_dir = resolve(data_dir, cfg)
-    stats = train_stats(data_dir, progress=progress and rank == 0)  # training rows only, cached
-    # with transposition the rows are read raw, shifted, then z-scored (see _transposer)
-    tr_v, tr_a = _load_split(data_dir, "train", None if cfg.train.transpose else stats)
-    va_v, va_a = _load_split(data_dir, "val", stats)
-    if tr_v.shape[-1] != cfg.data.chunk_frames:
-        raise ValueError(f"{data_dir}: expected chunks of {cfg.data.chunk_frames} frames for profile "
-                         f"{cfg.profile!r}, found {tr_v.shape[-1]}")
+    data_dir, stats, (tr_v, tr_a), (va_v, va_a) = _open_data(cfg, data_dir, progress and rank == 0)
 
     schedule = Schedule.from_config(cfg)
-    model = build(cfg).to(device)
-    ema = copy.deepcopy(model).eval()
-    for p in ema.parameters():
-        p.requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    model, ema, opt, sched = _optimisation(cfg, device)
     tc = cfg.train
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, tc.warmup_steps, tc.max_steps))
     accel = _feeds_accelerator(device)
     restore_determinism = _deterministic(device)
     g = torch.Generator().manual_seed(cfg.seed * 1000 + rank)  # batch rows, transposition
@@ -451,7 +493,6 @@ def train(cfg, data_dir=None, run_dir=None, resume: bool = False, progress: bool
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.startswith("cuda") else None)
 
     use_bf16 = tc.bf16 and device.startswith("cuda")
-    n_train = len(tr_v)
     batches = Batches(tr_v, tr_a, tc.batch_size, g, device, augment, ahead=PREFETCH if accel else 0)
     bar = tqdm(total=tc.max_steps, initial=step, disable=not progress or rank != 0, desc="train")
     t0 = time.time()
@@ -492,25 +533,11 @@ def train(cfg, data_dir=None, run_dir=None, resume: bool = False, progress: bool
                                                           "val_loss": val, "lr": sched.get_last_lr()[0],
                                                           "seconds": round(seconds, 2)})
                     improved = val < best
-                    if improved:
-                        best, bad_evals = val, 0
-                    else:
-                        bad_evals += 1
+                    best, bad_evals = (val, 0) if improved else (best, bad_evals + 1)
                     stop = bad_evals >= tc.patience
-                    tensors = {**{f"model.{k}": t for k, t in model.state_dict().items()},
-                               **{f"ema.{k}": t for k, t in ema.state_dict().items()},
-                               **{f"rng.{r}": st for r, st in enumerate(rows_states)},
-                               **{f"rng_dev.{r}": st for r, st in enumerate(noise_states or [])}}
-                    opt_t, opt_meta = ckpt.optimizer_to_flat(opt.state_dict())
-                    tensors.update(opt_t)
-                    meta = {"optimizer": opt_meta, "scheduler": sched.state_dict(), "step": step,
-                            "best": best, "bad_evals": bad_evals, "seconds": seconds,
-                            "world_size": world}
-                    ckpt.save_checkpoint(ck_dir, ema, cfg, stats, write_model=improved,
-                                         info={"step": step, "val_loss": val, "best_val_loss": best,
-                                               "parameters": count_parameters(model)} if improved else
-                                         {"last_step": step},
-                                         state=tensors, state_meta=meta)
+                    _save_state(ck_dir, cfg, stats, model, ema, opt, sched,
+                                {"step": step, "best": best, "bad_evals": bad_evals, "seconds": seconds},
+                                rows_states, noise_states, val, improved, world)
                     bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{val:.4f}")
                 if dist is not None:
                     # rank 0's decision to every rank; the flag lives where the backend wants it
@@ -527,7 +554,7 @@ def train(cfg, data_dir=None, run_dir=None, resume: bool = False, progress: bool
     seconds = elapsed + time.time() - t0
     summary = {"profile": cfg.profile, "steps": step, "best_val_loss": best, "stopped_early": stopped_early,
                "seconds": round(seconds, 1), "parameters": count_parameters(model), "device": device,
-               "train_rows": n_train, "val_rows": len(va_v), "world_size": world,
+               "train_rows": len(tr_v), "val_rows": len(va_v), "world_size": world,
                "rows_per_step": world * tc.batch_size, "checkpoint": str(ck_dir),
                "threads": torch.get_num_threads(), "deterministic": device == "cpu"}
     if rank == 0:

@@ -1,6 +1,5 @@
 """samuel.data.separate: Demucs loading (offline message) and segmented separation."""
 import socket
-import time
 
 import numpy as np
 import pytest
@@ -101,12 +100,13 @@ def offline(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("env", ["1", ""])
-def test_htdemucs_offline_fails_fast_in_one_sentence(offline, monkeypatch, env):
+def test_htdemucs_offline_fails_in_one_sentence(offline, monkeypatch, env):
+    """Without a network (the fixture refuses every connection at once) the missing weights are
+    one sentence, with or without HF_HUB_OFFLINE. No wall-clock bound here: speed targets live
+    in ``samuel bench``, not in unit tests."""
     monkeypatch.setenv("HF_HUB_OFFLINE", env)
-    start = time.perf_counter()
     with pytest.raises(SeparatorUnavailable) as err:
         load_separator("htdemucs")
-    assert time.perf_counter() - start < 5
     message = str(err.value)
     assert message.startswith("Demucs model 'htdemucs' is not available offline")
     assert "--separator-repo" in message and "\n" not in message

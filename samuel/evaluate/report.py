@@ -439,6 +439,28 @@ def table_i(results: Mapping) -> Table:
                  notes=notes)
 
 
+def apa_table(results: Mapping) -> Table:
+    """Accompaniment prompt adherence of the three conditions (:mod:`samuel.evaluate.apa`):
+    1 for accompaniments that pair with their own vocal as the true ones do, 0.5 or below for
+    re-paired ones (notebook 06, "Fit to the vocal")."""
+    apa = results.get("apa") or {}
+    rows = []
+    for c in CONDITIONS:
+        a = apa.get(c)
+        if not a:
+            continue
+        ratio = a["fd_c_r"] / a["fd_r_rr"] if a.get("fd_r_rr") else None
+        rows.append([c, _num(a["apa"]) if a.get("apa") is not None else EMPTY,
+                     _num(ratio) if ratio is not None else EMPTY])
+    return Table(["condition", "APA", "FD(C,R) / FD(R,R')"], rows,
+                 caption="Accompaniment prompt adherence (Grachten & Nistal, 2025) on "
+                         f"{apa.get('embedding', 'the offline features')}",
+                 notes=["APA = 1/2 + (FD(C,R') - FD(C,R)) / (2 FD(R,R')), clipped to [0, 1]: R the true "
+                        "(vocal, accompaniment) pairs, R' the same re-paired across songs, C the "
+                        "(vocal, generated) pairs. A set far from both R and R' also scores about 1/2; "
+                        "the last column says how far C is from R, in units of the R-R' distance."])
+
+
 def ablation_table(ablation: Mapping) -> Table:
     """Notebook 05: the two readings of eq. 3, validation loss and fit per metric, and whether
     their intervals overlap."""
@@ -471,7 +493,8 @@ def notebook_results(results: Mapping) -> dict:
             **{f"{m}_conditioned": fit["conditioned"][m]["mean"] for m in METRICS},
             **{f"{m}_shuffled": fit["shuffled"][m]["mean"] for m in METRICS},
             "fast_equal_fit": s.get("equal_fit"), "fast_40x": s.get("at_least_40x_faster"),
-            "audiobox_available": bool(results["audiobox"].get("available"))}
+            "audiobox_available": bool(results["audiobox"].get("available")),
+            **{f"apa_{c}": (results.get("apa") or {}).get(c, {}).get("apa") for c in CONDITIONS}}
 
 
 # --------------------------------------------------------------------------- notebook 05

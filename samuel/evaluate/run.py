@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from ..io import to_jsonable
+from .apa import apa_of_scores
 from .conditions import audiobox_table, fit_summary, load_audiobox, score_conditions, truth_note
 from .context import Context, fast_name, prepare
 from .efficiency import measure_efficiency
@@ -80,6 +81,8 @@ def evaluate(cfg, checkpoint=None, data_dir=None, out_dir=None, max_clips: int |
                 else {"skipped": True})
     efficiency = measure_efficiency(ctx, scores.decode_seconds, samplers)
     results = _results(ctx, scores, fit, beats_baselines, samplers, efficiency, audiobox_info)
+    # accompaniment prompt adherence on the same clips (its re-pairing has its own seed)
+    results["apa"] = apa_of_scores(ctx, scores)
     if predictor is not None:  # paper Table I rows beside ours
         results["table_i"] = audiobox_table(scores.aesthetics, audiobox_info)
     results["seconds"]["total"] = time.perf_counter() - t_start
