@@ -1,6 +1,6 @@
-"""samuel.evaluate.real: the MIDI tempo map, the excerpts, roughness, finding the songs, and the
+"""samuel.evaluate.real: the MIDI tempo map, the excerpts, roughness, finding the songs, the
 real-recordings evaluation end to end on short excerpts (where the Debian package
-fretsonfire-songs-muldjord is installed)."""
+fretsonfire-songs-muldjord is installed), and on fake songs: unusable songs skipped, the table."""
 import json
 
 import mido
@@ -174,3 +174,124 @@ def test_real_evaluation_end_to_end_on_short_excerpts(tmp_path):
     assert title.startswith(res["excerpts"][0]["song"])
     assert set(parts) >= {"lead (stands for the vocal)", "generated accompaniment", "real backing"}
     assert all(x.shape[0] == 2 and x.shape[1] > SR for x in parts.values())
+
+
+# --------------------------------------------------------------------------- fake songs
+
+
+def write_song(folder, seconds, seed, lead=True, backing=True, midi=True):
+    """A song folder of the Frets on Fire layout: a noisy lead, a backing of a chord with a
+    click on every beat (120 BPM), and the tempo map; ``False`` writes that file broken."""
+    import soundfile as sf
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6)) / 6
+    clicks = np.zeros(n)
+    for b in range(0, n, SR // 2):
+        clicks[b:b + 200] = 0.8 * rng.standard_normal(min(200, n - b))
+    stems = {real.LEAD: (0.2 * rng.standard_normal(n), lead),
+             real.BACKING: (chord + clicks, backing)}
+    for name, (x, ok) in stems.items():
+        if ok:
+            sf.write(str(folder / name), np.stack([x, x], 1).astype(np.float32), SR,
+                     format="OGG", subtype="VORBIS")
+        else:
+            (folder / name).write_bytes(b"OggS but not really an ogg file")
+    if midi:
+        write_midi(folder / real.TEMPO_MAP, tempos=((0, 500000),), last_tick=int(seconds * 960))
+    else:
+        (folder / real.TEMPO_MAP).write_bytes(b"MThd broken")
+    return folder
+
+
+class _Records(__import__("logging").Handler):
+    def __init__(self):
+        super().__init__()
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def _evaluate_fake(folder, out):
+    import logging
+
+    import torch
+
+    from samuel.model import build
+
+    torch.manual_seed(0)
+    cfg = config.load("smoke", fast_steps=2)
+    stats = {s: {"mean": [0.0] * 64, "std": [1.0] * 64} for s in ("vocal", "accomp")}
+    handler = _Records()
+    logger = logging.getLogger(real.__name__)
+    logger.addHandler(handler)
+    try:
+        res = real.evaluate_real(cfg, checkpoint=build(cfg), folder=folder, seconds=3.0,
+                                 per_song=1, stats=stats, out_dir=out, progress=False,
+                                 codec=codecs.load("offline", griffin_lim_iters=2), n_examples=1)
+    finally:
+        logger.removeHandler(handler)
+    return res, handler.records
+
+
+@pytest.fixture(scope="module")
+def fake_run(tmp_path_factory):
+    """The evaluation on five fake songs of which three cannot be used: an unreadable lead, an
+    unreadable tempo map, and one too short for a 3 s excerpt."""
+    root = tmp_path_factory.mktemp("fof")
+    write_song(root / "a_good", 4.0, seed=1)
+    write_song(root / "b_good", 4.0, seed=2)
+    write_song(root / "c_bad_lead", 4.0, seed=3, lead=False)
+    write_song(root / "d_bad_midi", 4.0, seed=4, midi=False)
+    write_song(root / "e_short", 1.5, seed=5)
+    return _evaluate_fake(root, root / "out")
+
+
+def test_unusable_songs_are_skipped_with_a_warning(fake_run):
+    res, records = fake_run
+    assert res["available"] and res["n_songs"] == 2 and res["n_excerpts"] == 2
+    assert [s["song"] for s in res["songs"]] == ["a_good", "b_good"]
+    skipped = {s["song"]: s["reason"] for s in res["skipped"]}
+    assert list(skipped) == ["c_bad_lead", "d_bad_midi", "e_short"]
+    assert skipped["c_bad_lead"].startswith(f"{res['skipped'][0]['folder']}/{real.LEAD}: expected ")
+    assert f"{real.TEMPO_MAP}: expected a MIDI file, found unreadable data" in skipped["d_bad_midi"]
+    assert f"e_short/{real.LEAD}: expected at least 2.97 s (one excerpt), found 1.50 s" in skipped["e_short"]
+    warned = [r.getMessage() for r in records if r.levelname == "WARNING"]
+    assert len(warned) == 3 and all("\n" not in w for w in warned)
+    for (song, reason), w in zip(skipped.items(), warned):
+        assert song in w and reason in w
+    text = real.format_real(res)
+    assert all(f"skipped {song}: {reason}" in text for song, reason in skipped.items())
+    assert {e["song"] for e in res["excerpts"]} == {"a_good", "b_good"}
+
+
+def test_real_table_renders_html_with_one_row_per_metric(fake_run):
+    res = fake_run[0]
+    table = real.real_table(res)
+    rows = real.table_rows(res)
+    assert table.header == ["metric", *real.REAL_CONDITIONS, "real"]
+    assert [r[0] for r in table.rows] == [r["metric"] for r in rows]
+    assert [r[0] for r in table.rows][:len(metrics.METRICS) + 1] == [*metrics.METRICS, "fad"]
+    assert table.rows[0][1] == real._cell(res["fit"]["conditioned"]["chroma"])
+    assert table.rows[0][1].count("[") == 1  # mean [lo, hi]
+    html = table._repr_html_()
+    body = html.split("<tbody>")[1].split("</tbody>")[0]
+    assert body.count("<tr>") == len(rows) == len(metrics.METRICS) + 6
+    assert "<caption>Real recordings" in html and "2 excerpts of 2 songs" in html
+    assert str(table) in real.format_real(res)
+    assert "conditioned beats shuffled and null on key" in real.format_real(res)
+    absent = real.real_table({"available": False, "reason": "no songs here"})
+    assert absent.rows == [["no songs here"]] and "no songs here" in absent._repr_html_()
+
+
+def test_fewer_than_two_readable_songs_is_a_clear_error(tmp_path):
+    write_song(tmp_path / "a_good", 4.0, seed=1)
+    write_song(tmp_path / "b_bad_backing", 4.0, seed=2, backing=False)
+    with pytest.raises(ValueError, match=r"expected excerpts of at least two songs, found 1 .*"
+                                         r"skipped b_bad_backing: .*song\.ogg: expected"):
+        _evaluate_fake(tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -50,7 +50,7 @@ from .metrics import (BEAT_TOLERANCE_S, BOOTSTRAP, CLIP_METRICS, CONDITIONS, FEA
                       frechet_distance, interval, key_agreement, key_name, mean_ci,
                       onset_envelope, other_segment, overlap, paired_frechet, real_vs_real,
                       select_clips, to_mono)
-from .real import evaluate_real, format_real, real_examples
+from .real import evaluate_real, format_real, real_examples, real_table
 from .real import table_rows as real_table_rows
 from .report import format_table, write_examples, write_outputs
 from .run import evaluate
@@ -64,7 +64,7 @@ __all__ = [
     "compare_fast_and_ancestral", "measure_efficiency", "codec_parameters",
     "load_audiobox", "audiobox_score", "audiobox_table",
     # real recordings, accompaniment prompt adherence
-    "evaluate_real", "format_real", "real_table_rows", "real_examples",
+    "evaluate_real", "format_real", "real_table", "real_table_rows", "real_examples",
     "apa_conditions", "apa_of_scores", "clap_embedder",
     # metrics, statistics, baselines
     "to_mono", "chroma", "onset_envelope", "chroma_agreement", "key_name", "estimate_key",

@@ -24,22 +24,29 @@ decoded true backing (:func:`~.conditions.fit_summary`), plus:
   against real; the target is no more than :data:`ROUGHNESS_TARGET` times real;
 * ``apa``: the accompaniment prompt adherence (:mod:`.apa`).
 
+A song whose stems or tempo map cannot be read, or which is shorter than one excerpt, is
+skipped with a one-line warning and listed in ``results["skipped"]``; at least two songs must
+give excerpts.
+
 ``samuel evaluate --real [--profile demo] [--checkpoint DIR] [--json]`` runs
-:func:`evaluate_real` and prints :func:`format_real`; without the songs it prints one line
-(:func:`unavailable_reason`). Notebook 06 shows :func:`table_rows` and plays
-:func:`real_examples`.
+:func:`evaluate_real` and prints :func:`format_real` (the table :func:`real_table`, then the
+verdicts); without the songs it prints one line (:func:`unavailable_reason`). Notebook 06
+shows :func:`table_rows` and plays :func:`real_examples`; :func:`real_table` is the same table
+as HTML in a notebook.
 
 Book: "What differs from the paper, and why" ("Real recordings and accompaniment prompt
 adherence"); notebook 06.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -49,6 +56,10 @@ from .metrics import (CLIP_METRICS, CONDITIONS, FRAME_BLOCKS, HIGHER_IS_BETTER, 
                       beat_alignment, beats, clip_features, clip_features_from_frames,
                       clip_metrics, derangement, estimate_key, frame_features,
                       frame_standardiser, interval, key_agreement, key_name, paired_frechet)
+from .report import EMPTY, Table
+from .report import interval as interval_text
+
+log = logging.getLogger(__name__)
 
 PACKAGE = "fretsonfire-songs-muldjord"  # the Debian package of the songs
 FOF_ENV = "SAMUEL_FOF"  # a folder of song folders, instead of the package's
@@ -232,23 +243,114 @@ def latent_roughness(latents: np.ndarray, window: int | None = None) -> float:
 
 
 # --------------------------------------------------------------------------- the run
+# evaluate_real runs these stages in order over one _Run: _prepare (model, codec, statistics,
+# window sizes), _cut (the excerpts, :func:`_excerpts`), _encode, _generate, _score (the three
+# conditions), _chance (other_song), _extras (keys, roughness, APA), _results (written).
+
+
+@dataclass
+class _Run:
+    """What the stages of :func:`evaluate_real` share: the settings, then each stage's output."""
+
+    cfg: Any  # the model's configuration (the checkpoint's own when loaded)
+    songs: list  # the song folders found
+    model: Any
+    codec: Any
+    stats: Mapping
+    device: Any
+    checkpoint: dict  # results["checkpoint"]
+    sr: int
+    fps: float
+    spf: int  # samples per latent frame
+    window: int  # frames per sampled window
+    n_win: int  # windows per excerpt
+    frames: int  # frames per excerpt
+    samples: int  # samples per excerpt
+    steps: int
+    schedule: Any
+    per_song: int
+    seed: int
+    batch_size: int
+    n_examples: int
+    progress: bool
+    t_start: float
+    seconds: dict = field(default_factory=dict)  # stage -> seconds
+    # _cut
+    excerpts: list = field(default_factory=list)
+    songs_info: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    song_ids: list = field(default_factory=list)
+    perm: Any = None  # excerpt -> the excerpt whose lead "shuffled" gets
+    # _encode: normalised latents [E, C, frames], and the raw backing latents
+    lead_lat: Any = None
+    back_raw: list = field(default_factory=list)
+    back_lat: Any = None
+    # _generate: condition -> normalised latents [E, C, frames]
+    gen_lat: dict = field(default_factory=dict)
+    # _score
+    scores: Any = None
+    refs: list = field(default_factory=list)  # the decoded true backings
+    real_frames: list = field(default_factory=list)
+    keys: dict = field(default_factory=dict)  # condition -> key name per excerpt
+    examples: list = field(default_factory=list)  # conditioned audio of the example excerpts
+    fit: dict = field(default_factory=dict)
+    beats_baselines: dict = field(default_factory=dict)
+    # _chance
+    per_clip: dict = field(default_factory=dict)
+    real_feats: Any = None
+    beats_other: dict = field(default_factory=dict)
+    # _extras
+    truth_keys: list = field(default_factory=list)
+    key_info: dict = field(default_factory=dict)
+    rough_info: dict = field(default_factory=dict)
+    apa_info: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.excerpts)
+
+
+def _load_song(folder: Path, samples: int, sr: int):
+    """``(lead, backing, beats, tempo changes)`` of one song cut to its shorter stem.
+
+    Raises:
+        ValueError: a stem or the tempo map cannot be read, or the song is shorter than one
+            excerpt of ``samples`` samples (the message names the file, expected and found).
+    """
+    from .. import audio as audio_mod
+
+    lead = audio_mod.load(folder / LEAD, sr)
+    backing = audio_mod.load(folder / BACKING, sr)
+    n = min(lead.shape[1], backing.shape[1])
+    if n < samples:
+        short = LEAD if lead.shape[1] <= backing.shape[1] else BACKING
+        raise ValueError(f"{folder / short}: expected at least {samples / sr:.2f} s (one "
+                         f"excerpt), found {n / sr:.2f} s")
+    song_beats = beat_times(folder / TEMPO_MAP, until=n / sr)
+    _, changes, _ = tempo_map(folder / TEMPO_MAP)
+    return lead[:, :n], backing[:, :n], song_beats, changes
 
 
 def _excerpts(songs: Sequence[Path], samples: int, per_song: int, seed: int, sr: int,
-              progress: bool) -> tuple[list[dict], list[dict]]:
-    """Load each song and cut its excerpts: ``(excerpts, songs_info)``."""
+              progress: bool) -> tuple[list[dict], list[dict], list[dict]]:
+    """Load each song and cut its excerpts: ``(excerpts, songs_info, skipped)``.
+
+    A song that cannot be read, or is shorter than one excerpt, is skipped with a one-line
+    warning and listed in ``skipped`` (``{"song", "folder", "reason"}``); the others draw the
+    same excerpts as without it (song ``k`` of ``songs`` is seeded by ``[seed, k]``).
+    """
     from tqdm.auto import tqdm
 
-    from .. import audio as audio_mod
-
-    excerpts, info = [], []
+    excerpts, info, skipped = [], [], []
     for k, folder in enumerate(tqdm(songs, desc="real songs", disable=not progress)):
-        lead = audio_mod.load(folder / LEAD, sr)
-        backing = audio_mod.load(folder / BACKING, sr)
-        n = min(lead.shape[1], backing.shape[1])
-        lead, backing = lead[:, :n], backing[:, :n]
-        song_beats = beat_times(folder / TEMPO_MAP, until=n / sr)
-        tpb, changes, _ = tempo_map(folder / TEMPO_MAP)
+        try:
+            lead, backing, song_beats, changes = _load_song(folder, samples, sr)
+        except (ValueError, OSError) as e:
+            reason = " ".join(str(e).split())
+            log.warning("real recordings: skipped %s (%s)", folder.name, reason)
+            skipped.append({"song": folder.name, "folder": str(folder), "reason": reason})
+            continue
+        n = lead.shape[1]
         starts = pick_excerpts(lead, samples, per_song, [seed, k], sr)
         info.append({"song": folder.name, "folder": str(folder), "seconds": round(n / sr, 3),
                      "tempo_bpm": sorted({round(6e7 / t, 2) for _, t in changes}),
@@ -264,7 +366,7 @@ def _excerpts(songs: Sequence[Path], samples: int, per_song: int, seed: int, sr:
                           "beat_times": [float(b - off) for b in song_beats
                                          if 0.0 <= b - off < samples / sr],
                           "source": f"key estimated from {BACKING}, beats from {TEMPO_MAP}"}})
-    return excerpts, info
+    return excerpts, info, skipped
 
 
 def evaluate_real(cfg, checkpoint=None, folder=None, seconds: float = EXCERPT_SECONDS,
@@ -273,6 +375,9 @@ def evaluate_real(cfg, checkpoint=None, folder=None, seconds: float = EXCERPT_SE
                   stats: Mapping | None = None, out_dir=None, n_examples: int = 2,
                   progress: bool = True) -> dict:
     """Evaluate a model on the real recordings and write ``results.json`` and examples.
+
+    A song that cannot be read or is shorter than one excerpt is skipped with a warning and
+    listed in ``results["skipped"]``.
 
     Args:
         cfg: the configuration (a checkpoint's own replaces it when loaded).
@@ -293,26 +398,30 @@ def evaluate_real(cfg, checkpoint=None, folder=None, seconds: float = EXCERPT_SE
 
     Returns:
         The results written to ``results.json`` (:func:`format_real` is their text,
-        :func:`table_rows` their table); without the songs ``{"available": False, "reason":
-        ...}`` and nothing written.
+        :func:`real_table` and :func:`table_rows` their table); without the songs
+        ``{"available": False, "reason": ...}`` and nothing written.
 
     Raises:
         ValueError: a model without statistics, or excerpts of fewer than two songs.
     """
-    import torch
-
-    from .. import codecs as codecs_mod
-    from ..checkpoint import resolve as resolve_checkpoint
-    from ..data import store
-    from ..devices import resolve as resolve_device
-    from ..diffusion import Schedule
-    from .apa import apa_conditions
-    from .conditions import Scores, fit_summary
-    from .context import fast_name, sample_latents, sync
-
     songs = find_songs(folder)
     if not songs:
         return {"available": False, "reason": unavailable_reason()}
+    run = _prepare(cfg, songs, checkpoint, seconds, per_song, seed, steps, batch_size, codec,
+                   device, stats, n_examples, progress)
+    for stage in (_cut, _encode, _generate, _score, _chance, _extras):
+        stage(run)
+    return _results(run, out_dir)
+
+
+def _prepare(cfg, songs, checkpoint, seconds, per_song, seed, steps, batch_size, codec, device,
+             stats, n_examples, progress) -> _Run:
+    """The model, codec, statistics and window sizes (:func:`evaluate_real`'s arguments)."""
+    from .. import codecs as codecs_mod
+    from ..checkpoint import resolve as resolve_checkpoint
+    from ..devices import resolve as resolve_device
+    from ..diffusion import Schedule
+
     t_start = time.perf_counter()
     device = resolve_device(device or cfg.device)
     asked = cfg
@@ -328,151 +437,204 @@ def evaluate_real(cfg, checkpoint=None, folder=None, seconds: float = EXCERPT_SE
     if codec is None or isinstance(codec, str):
         codec = codecs_mod.from_config(cfg, name=codec, vae=asked.data.vae, device=device,
                                        half=asked.data.vae_half)
-    sr, fps, spf = int(codec.sample_rate), float(codec.frames_per_second), int(codec.samples_per_frame)
+    fps = float(codec.frames_per_second)
     window = int(cfg.data.chunk_frames)
     n_win = max(1, int(round(seconds * fps / window)))
     frames = n_win * window
-    samples = frames * spf
-    steps = int(steps or cfg.diffusion.fast_steps)
-    schedule = Schedule.from_config(cfg)
+    spf = int(codec.samples_per_frame)
+    return _Run(cfg=cfg, songs=list(songs), model=model, codec=codec, stats=stats, device=device,
+                checkpoint=ck_info, sr=int(codec.sample_rate), fps=fps, spf=spf, window=window,
+                n_win=n_win, frames=frames, samples=frames * spf,
+                steps=int(steps or cfg.diffusion.fast_steps), schedule=Schedule.from_config(cfg),
+                per_song=per_song, seed=seed, batch_size=batch_size, n_examples=n_examples,
+                progress=progress, t_start=t_start)
 
-    excerpts, songs_info = _excerpts(songs, samples, per_song, seed, sr, progress)
-    song_ids = [e["song"] for e in excerpts]
-    if len(set(song_ids)) < 2:
+
+def _cut(run: _Run) -> None:
+    """The excerpts (:func:`_excerpts`) and the pairing of the shuffled and chance conditions.
+
+    Raises:
+        ValueError: excerpts of fewer than two songs.
+    """
+    run.excerpts, run.songs_info, run.skipped = _excerpts(run.songs, run.samples, run.per_song,
+                                                          run.seed, run.sr, run.progress)
+    run.song_ids = [e["song"] for e in run.excerpts]
+    if len(set(run.song_ids)) < 2:
+        skipped = "".join(f"; skipped {s['song']}: {s['reason']}" for s in run.skipped)
         raise ValueError(f"evaluate_real: expected excerpts of at least two songs, found "
-                         f"{len(set(song_ids))} in {len(excerpts)} excerpt(s) "
-                         f"({', '.join(str(s) for s in songs)})")
-    n = len(excerpts)
-    perm = derangement(song_ids, seed=seed)
+                         f"{len(set(run.song_ids))} in {len(run.excerpts)} excerpt(s) "
+                         f"({', '.join(str(s) for s in run.songs)}){skipped}")
+    run.perm = derangement(run.song_ids, seed=run.seed)
 
+
+def _encode(run: _Run) -> None:
+    """The leads and the backings as latents, normalised by the training statistics."""
     from tqdm.auto import tqdm
 
+    from ..data import store
+
+    codec, sr, frames, stats = run.codec, run.sr, run.frames, run.stats
     t0 = time.perf_counter()
-    lead_lat = np.stack([store.normalise(codec.encode(e["lead"], sr)[:, :frames], stats, "vocal")
-                         for e in tqdm(excerpts, desc="encode leads", disable=not progress)])
-    back_raw = [codec.encode(e["backing"], sr)[:, :frames]
-                for e in tqdm(excerpts, desc="encode backings", disable=not progress)]
-    back_lat = np.stack([store.normalise(b, stats, "accomp") for b in back_raw])
-    encode_s = time.perf_counter() - t0
+    run.lead_lat = np.stack([store.normalise(codec.encode(e["lead"], sr)[:, :frames], stats, "vocal")
+                             for e in tqdm(run.excerpts, desc="encode leads", disable=not run.progress)])
+    run.back_raw = [codec.encode(e["backing"], sr)[:, :frames]
+                    for e in tqdm(run.excerpts, desc="encode backings", disable=not run.progress)]
+    run.back_lat = np.stack([store.normalise(b, stats, "accomp") for b in run.back_raw])
+    run.seconds["encode"] = time.perf_counter() - t0
 
-    # windows: excerpt e, window w -> row e * n_win + w
-    C = lead_lat.shape[1]
 
-    def windows(x):  # [E, C, n_win * window] -> [E * n_win, C, window]
+def _generate(run: _Run) -> None:
+    """The three conditions' latents, each excerpt's windows sampled independently (batch ``b``
+    of windows with noise seed ``seed + b``, the same for every condition)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .context import sample_latents, sync
+
+    C, n_win, window, frames = run.lead_lat.shape[1], run.n_win, run.window, run.frames
+
+    def windows(x):  # [E, C, n_win * window] -> [E * n_win, C, window]; excerpt e, window w -> row e * n_win + w
         return np.ascontiguousarray(
             x.reshape(len(x), C, n_win, window).transpose(0, 2, 1, 3).reshape(-1, C, window))
 
     def joined(x):  # the inverse
         return x.reshape(-1, n_win, C, window).transpose(0, 2, 1, 3).reshape(-1, C, frames)
 
-    given = {"conditioned": windows(lead_lat), "shuffled": windows(lead_lat[perm]), "null": None}
-    rows = n * n_win
+    given = {"conditioned": windows(run.lead_lat), "shuffled": windows(run.lead_lat[run.perm]),
+             "null": None}
+    rows = run.n * n_win
     out = {c: np.empty((rows, C, window), np.float32) for c in CONDITIONS}
-    batches = [list(range(s, min(s + batch_size, rows))) for s in range(0, rows, batch_size)]
+    batches = [list(range(s, min(s + run.batch_size, rows))) for s in range(0, rows, run.batch_size)]
     t0 = time.perf_counter()
     with torch.no_grad():
-        for b, idx in enumerate(tqdm(batches, desc="generate", disable=not progress)):
+        for b, idx in enumerate(tqdm(batches, desc="generate", disable=not run.progress)):
             for c in CONDITIONS:
                 v = None if given[c] is None else given[c][idx]
-                out[c][idx] = sample_latents(model, schedule, (len(idx), C, window), v, cfg,
-                                             "fast", steps, seed + b, device)
-    sync(device)
-    gen_s = time.perf_counter() - t0
-    gen_lat = {c: joined(out[c]) for c in CONDITIONS}
+                out[c][idx] = sample_latents(run.model, run.schedule, (len(idx), C, window), v,
+                                             run.cfg, "fast", run.steps, run.seed + b, run.device)
+    sync(run.device)
+    run.seconds["generate"] = time.perf_counter() - t0
+    run.gen_lat = {c: joined(out[c]) for c in CONDITIONS}
 
-    # decode and measure
-    scores = Scores()
+
+def _score(run: _Run) -> None:
+    """Decode the true backings and the three conditions' outputs and score them: the fit
+    metrics (:func:`~.conditions.fit_summary`), the frame features, the keys, the examples."""
+    from tqdm.auto import tqdm
+
+    from ..data import store
+    from .conditions import Scores, fit_summary
+
+    codec, sr, n = run.codec, run.sr, run.n
+    scores = run.scores = Scores()
     t0 = time.perf_counter()
-    refs = [codec.decode(b) for b in tqdm(back_raw, desc="decode backings", disable=not progress)]
-    real_frames = [frame_features(r, sr) for r in refs]
-    examples: list = []
-    keys: dict[str, list] = {c: [] for c in REAL_CONDITIONS}
-    for e in tqdm(range(n), desc="score", disable=not progress):
-        ref, truth = refs[e], excerpts[e]["truth"]
+    run.refs = refs = [codec.decode(b) for b in tqdm(run.back_raw, desc="decode backings",
+                                                      disable=not run.progress)]
+    run.real_frames = [frame_features(r, sr) for r in refs]
+    run.keys = {c: [] for c in REAL_CONDITIONS}
+    for e in tqdm(range(n), desc="score", disable=not run.progress):
+        ref, truth = refs[e], run.excerpts[e]["truth"]
         real = scores.per_clip["real"]
         real["key"].append(key_agreement(ref, truth["tonic_pc"], truth["mode"], sr))
         real["beat"].append(beat_alignment(ref, truth["beat_times"], sr))
-        scores.frames_of["real"].append(real_frames[e])
+        scores.frames_of["real"].append(run.real_frames[e])
         for c in CONDITIONS:
-            gen = codec.decode(store.denormalise(gen_lat[c][e], stats, "accomp"))
+            gen = codec.decode(store.denormalise(run.gen_lat[c][e], run.stats, "accomp"))
             if c == "conditioned":  # kept for the examples only
-                examples.append(gen if e < n_examples * per_song else None)
+                run.examples.append(gen if e < run.n_examples * run.per_song else None)
             for k, v in clip_metrics(gen, ref, truth, sr).items():
                 scores.per_clip[c][k].append(v)
             scores.frames_of[c].append(frame_features(gen, sr))
-            keys[c].append(key_name(*estimate_key(gen, sr)[:2]))
-        keys[OTHER].append(key_name(*estimate_key(refs[perm[e]], sr)[:2]))
-    score_s = time.perf_counter() - t0
-    fit, beats_baselines = fit_summary(SimpleNamespace(song_ids=song_ids, seed=seed), scores)
+            run.keys[c].append(key_name(*estimate_key(gen, sr)[:2]))
+        run.keys[OTHER].append(key_name(*estimate_key(refs[run.perm[e]], sr)[:2]))
+    run.seconds["decode_and_score"] = time.perf_counter() - t0
+    run.fit, run.beats_baselines = fit_summary(
+        SimpleNamespace(song_ids=run.song_ids, seed=run.seed), scores)
 
-    # chance: another song's real backing (that of the excerpt whose lead "shuffled" gets)
+
+def _chance(run: _Run) -> None:
+    """``other_song``: another song's real backing (that of the excerpt whose lead
+    "shuffled" gets) scored like the outputs, and whether the conditioned model beats it."""
+    refs, real_frames, perm, fit = run.refs, run.real_frames, run.perm, run.fit
     other = {k: [] for k in CLIP_METRICS}
-    for e in range(n):
-        for k, v in clip_metrics(refs[perm[e]], refs[e], excerpts[e]["truth"], sr).items():
+    for e in range(run.n):
+        for k, v in clip_metrics(refs[perm[e]], refs[e], run.excerpts[e]["truth"], run.sr).items():
             other[k].append(v)
     z = frame_standardiser(real_frames)
-    other["frechet"] = [paired_frechet(real_frames[perm[e]], real_frames[e], z) for e in range(n)]
+    other["frechet"] = [paired_frechet(real_frames[perm[e]], real_frames[e], z) for e in range(run.n)]
     fit[OTHER] = {k: interval(other[k]) for k in METRICS}
-    real_feats = np.stack([clip_features_from_frames(f) for f in real_frames])  # (no fad: real)
-    beats_other = {k: beats(fit["conditioned"][k], fit[OTHER][k], HIGHER_IS_BETTER[k])
-                   for k in METRICS}
-    per_clip = {**scores.per_clip, OTHER: other}
+    run.real_feats = np.stack([clip_features_from_frames(f) for f in real_frames])  # (no fad: real)
+    run.beats_other = {k: beats(fit["conditioned"][k], fit[OTHER][k], HIGHER_IS_BETTER[k])
+                       for k in METRICS}
+    run.per_clip = {**run.scores.per_clip, OTHER: other}
 
-    # keys, roughness, APA
-    truth_keys = [key_name(e["truth"]["tonic_pc"], e["truth"]["mode"]) for e in excerpts]
-    key_info = {c: {"distinct": len(set(keys[c])), "keys": keys[c]} for c in REAL_CONDITIONS}
-    key_info["real"] = {"distinct": len(set(truth_keys)), "keys": truth_keys}
-    mean, std = feature_scale(real_frames)
-    rough = {c: [roughness(f, mean, std) for f in scores.frames_of[c]] for c in (*CONDITIONS, "real")}
-    lat_rough = {c: [latent_roughness(x, window) for x in gen_lat[c]] for c in CONDITIONS}
-    lat_rough["real"] = [latent_roughness(x, window) for x in back_lat]
-    rough_info = {"features": {c: interval(v) for c, v in rough.items()},
-                  "latents": {c: interval(v) for c, v in lat_rough.items()},
-                  "target": ROUGHNESS_TARGET}
+
+def _extras(run: _Run) -> None:
+    """The distinct keys, the roughness against real, and the APA."""
+    from .apa import apa_conditions
+
+    frames_of = run.scores.frames_of
+    run.truth_keys = [key_name(e["truth"]["tonic_pc"], e["truth"]["mode"]) for e in run.excerpts]
+    run.key_info = {c: {"distinct": len(set(run.keys[c])), "keys": run.keys[c]} for c in REAL_CONDITIONS}
+    run.key_info["real"] = {"distinct": len(set(run.truth_keys)), "keys": run.truth_keys}
+    mean, std = feature_scale(run.real_frames)
+    rough = {c: [roughness(f, mean, std) for f in frames_of[c]] for c in (*CONDITIONS, "real")}
+    lat_rough = {c: [latent_roughness(x, run.window) for x in run.gen_lat[c]] for c in CONDITIONS}
+    lat_rough["real"] = [latent_roughness(x, run.window) for x in run.back_lat]
+    info = {"features": {c: interval(v) for c, v in rough.items()},
+            "latents": {c: interval(v) for c, v in lat_rough.items()},
+            "target": ROUGHNESS_TARGET}
     for kind in ("features", "latents"):
-        base = rough_info[kind]["real"]["mean"]
-        ratio = {c: rough_info[kind][c]["mean"] / base if base else float("nan") for c in CONDITIONS}
-        rough_info[f"{kind}_ratio"] = ratio
-        rough_info[f"{kind}_within_target"] = {c: bool(r <= ROUGHNESS_TARGET) for c, r in ratio.items()}
-    vocal_feats = np.stack([clip_features(e["lead"], sr) for e in excerpts])
-    cand = {c: np.stack([clip_features_from_frames(f) for f in scores.frames_of[c]])
-            for c in CONDITIONS}
-    cand[OTHER] = real_feats[perm]
+        base = info[kind]["real"]["mean"]
+        ratio = {c: info[kind][c]["mean"] / base if base else float("nan") for c in CONDITIONS}
+        info[f"{kind}_ratio"] = ratio
+        info[f"{kind}_within_target"] = {c: bool(r <= ROUGHNESS_TARGET) for c, r in ratio.items()}
+    run.rough_info = info
+    vocal_feats = np.stack([clip_features(e["lead"], run.sr) for e in run.excerpts])
+    cand = {c: np.stack([clip_features_from_frames(f) for f in frames_of[c]]) for c in CONDITIONS}
+    cand[OTHER] = run.real_feats[run.perm]
     # R' re-paired with another seed than the shuffled baseline's pairing (apa_conditions)
-    apa_info = {**apa_conditions(vocal_feats, real_feats, cand, groups=song_ids, seed=seed + 1),
-                "embedding": "clip_features of lead and accompaniment (offline, 2 x 90)"}
+    run.apa_info = {**apa_conditions(vocal_feats, run.real_feats, cand, groups=run.song_ids,
+                                     seed=run.seed + 1),
+                    "embedding": "clip_features of lead and accompaniment (offline, 2 x 90)"}
 
+
+def _results(run: _Run, out_dir) -> dict:
+    """The results, written to ``<out_dir>/results.json`` with the examples beside them."""
+    from .context import fast_name
+
+    cfg, perm, song_ids = run.cfg, run.perm, run.song_ids
     results = {
-        "available": True, "profile": cfg.profile, "device": str(device), "seed": int(seed),
-        "codec": codec.name, "source": str(songs[0].parent), "package": PACKAGE,
-        "songs": songs_info, "n_excerpts": n, "n_songs": len(set(song_ids)),
-        "excerpt_seconds": frames / fps, "windows_per_excerpt": n_win,
-        "window_seconds": window / fps,
-        "sampler": {"name": fast_name(cfg), "steps": steps,
+        "available": True, "profile": cfg.profile, "device": str(run.device), "seed": int(run.seed),
+        "codec": run.codec.name, "source": str(run.songs[0].parent), "package": PACKAGE,
+        "songs": run.songs_info, "skipped": run.skipped, "n_excerpts": run.n,
+        "n_songs": len(set(song_ids)), "excerpt_seconds": run.frames / run.fps,
+        "windows_per_excerpt": run.n_win, "window_seconds": run.window / run.fps,
+        "sampler": {"name": fast_name(cfg), "steps": run.steps,
                     "cfg_scale": float(cfg.diffusion.cfg_scale)},
-        "checkpoint": ck_info, "conditions": list(REAL_CONDITIONS),
-        "fit": fit, "beats_baselines": beats_baselines,
-        "beats_baselines_all": all(beats_baselines.values()),
-        "beats_other_song": beats_other, "keys": key_info, "roughness": rough_info,
-        "apa": apa_info, "per_clip": per_clip,
+        "checkpoint": run.checkpoint, "conditions": list(REAL_CONDITIONS),
+        "fit": run.fit, "beats_baselines": run.beats_baselines,
+        "beats_baselines_all": all(run.beats_baselines.values()),
+        "beats_other_song": run.beats_other, "keys": run.key_info, "roughness": run.rough_info,
+        "apa": run.apa_info, "per_clip": run.per_clip,
         "excerpts": [{"song": e["song"], "offset_seconds": round(e["offset_s"], 3),
-                      "key": truth_keys[i], "beats": len(e["truth"]["beat_times"]),
-                      "lead_active": round(lead_active(e["lead"], sr), 3),
-                      "shuffled_lead_from": song_ids[perm[i]]} for i, e in enumerate(excerpts)],
+                      "key": run.truth_keys[i], "beats": len(e["truth"]["beat_times"]),
+                      "lead_active": round(lead_active(e["lead"], run.sr), 3),
+                      "shuffled_lead_from": song_ids[perm[i]]} for i, e in enumerate(run.excerpts)],
         "truth": f"key estimated from each excerpt's real backing ({BACKING}, before the codec), "
                  f"beats from the song's tempo map ({TEMPO_MAP}); scored against the decoded "
                  "backing, as the synthetic evaluation scores against the decoded accompaniment",
-        "seconds": {"encode": encode_s, "generate": gen_s, "decode_and_score": score_s},
+        "seconds": dict(run.seconds),
     }
     if out_dir is None:
         from ..paths import run_dir
 
         out_dir = run_dir(cfg.profile) / "evaluation" / "real"
     out_dir = Path(out_dir)
-    results["seconds"]["total"] = time.perf_counter() - t_start
+    results["seconds"]["total"] = time.perf_counter() - run.t_start
     results = to_jsonable(results)
     write_json(out_dir / "results.json", results)
-    _write_examples(out_dir / "examples", excerpts, examples, n_examples, sr)
+    _write_examples(out_dir / "examples", run.excerpts, run.examples, run.n_examples, run.sr)
     return results
 
 
@@ -531,26 +693,25 @@ def _num(x) -> str:
 
 
 def _cell(v: Mapping | None) -> str:
-    if not v or v.get("mean") is None or (isinstance(v["mean"], float) and math.isnan(v["mean"])):
-        return "-"
-    def num(x):
-        return f"{x:.3f}" if abs(x) < 100 else f"{x:.4g}"
+    """``mean [lo, hi]`` of a results entry (:func:`samuel.evaluate.report.interval`, the
+    book's tables' format), a NaN read as absent."""
+    def finite(x):
+        return None if isinstance(x, float) and math.isnan(x) else x
 
-    if v.get("lo") is None or (isinstance(v["lo"], float) and math.isnan(v["lo"])):
-        return num(v["mean"])
-    return f"{num(v['mean'])} [{num(v['lo'])}, {num(v['hi'])}]"
+    return interval_text(v and {k: finite(v.get(k)) for k in ("mean", "lo", "hi")})
 
 
 def table_rows(results: Mapping) -> list[dict]:
     """The table as rows ``{"metric": ..., <condition>: "mean [lo, hi]", ...}`` (conditions
-    :data:`REAL_CONDITIONS` and ``real``): the fit metrics, ``fad``, the two roughness
-    measures, the distinct keys, the APA and its distance to the true pairs in units of the
-    re-paired set's (an APA near 1/2 far from both is unrealistic, not half adherent) (e.g.
-    ``pandas.DataFrame(table_rows(results))``). ``[]`` when the songs were not available."""
+    :data:`REAL_CONDITIONS` and ``real``; — where a condition has no value): the fit
+    metrics, ``fad``, the two roughness measures, the distinct keys, the APA and its distance
+    to the true pairs in units of the re-paired set's (an APA near 1/2 far from both is
+    unrealistic, not half adherent) (e.g. ``pandas.DataFrame(table_rows(results))``, or
+    :func:`real_table`). ``[]`` when the songs were not available."""
     if not results.get("available"):
         return []
     cols = (*REAL_CONDITIONS, "real")
-    fit, rough = results["fit"], results["roughness"]
+    fit, rough, apa = results["fit"], results["roughness"], results["apa"]
     rows = []
     for m in (*METRICS, "fad"):
         rows.append({"metric": m, **{c: _cell(fit.get(c, {}).get(m)) for c in cols}})
@@ -560,38 +721,45 @@ def table_rows(results: Mapping) -> list[dict]:
     rows.append({"metric": "distinct keys",
                  **{c: f"{results['keys'][c]['distinct']} of {len(results['keys'][c]['keys'])}"
                     for c in cols}})
-    rows.append({"metric": "APA", **{c: (f"{results['apa'][c]['apa']:.3f}"
-                                         if c in results["apa"] and results["apa"][c]["apa"] is not None
-                                         else ("1 (by definition)" if c == "real" else "-"))
+    rows.append({"metric": "APA", **{c: (f"{apa[c]['apa']:.3f}"
+                                         if c in apa and apa[c]["apa"] is not None
+                                         else ("1 (by definition)" if c == "real" else EMPTY))
                                      for c in cols}})
     rows.append({"metric": "APA: FD(C,R)/FD(R,R')",
-                 **{c: (f"{results['apa'][c]['fd_c_r'] / results['apa'][c]['fd_r_rr']:.2f}"
-                        if c in results["apa"] and results["apa"][c].get("fd_r_rr") else
-                        ("0 (by definition)" if c == "real" else "-")) for c in cols}})
+                 **{c: (f"{apa[c]['fd_c_r'] / apa[c]['fd_r_rr']:.2f}"
+                        if c in apa and apa[c].get("fd_r_rr") else
+                        ("0 (by definition)" if c == "real" else EMPTY)) for c in cols}})
     return rows
 
 
+def real_table(results: Mapping) -> Table:
+    """The real-recordings table (:func:`table_rows`) as a :class:`~.report.Table`: HTML in a
+    notebook, aligned text when printed (:func:`format_real`); the caption says what was
+    measured on what, the notes what the columns mean and which songs were skipped."""
+    if not results.get("available"):
+        return Table(["real recordings"], [[str(results.get("reason") or unavailable_reason())]])
+    s, cols = results["sampler"], (*REAL_CONDITIONS, "real")
+    caption = (f"Real recordings ({results['package']}): {results['n_excerpts']} excerpts of "
+               f"{results['n_songs']} songs, {results['excerpt_seconds']:.1f} s each "
+               f"({results['windows_per_excerpt']} windows of {results['window_seconds']:.2f} s); "
+               f"profile {results['profile']!r}, sampler {s['name']} ({s['steps']} steps, cfg "
+               f"{s['cfg_scale']:g}); mean [95 % interval] over excerpts")
+    notes = ["(other_song: the real backing of another song's excerpt, the one whose lead "
+             "'shuffled' gets; real: the decoded true backing, its frechet to another excerpt "
+             "of the same song)",
+             f"ground truth: {results['truth']}",
+             *(f"skipped {k['song']}: {k['reason']}" for k in results.get("skipped", ()))]
+    return Table(["metric", *cols], [[r["metric"], *(r[c] for c in cols)]
+                                     for r in table_rows(results)],
+                 caption=caption, notes=notes)
+
+
 def format_real(results: Mapping) -> str:
-    """The text ``samuel evaluate --real`` prints: the table, then the verdicts; one line when
-    the songs were not available."""
+    """The text ``samuel evaluate --real`` prints: the table (:func:`real_table`), then the
+    verdicts; one line when the songs were not available."""
     if not results.get("available"):
         return str(results.get("reason") or unavailable_reason())
-    s = results["sampler"]
-    lines = [f"Real recordings ({results['package']}): {results['n_excerpts']} excerpts of "
-             f"{results['n_songs']} songs, {results['excerpt_seconds']:.1f} s each "
-             f"({results['windows_per_excerpt']} windows of {results['window_seconds']:.2f} s); "
-             f"profile {results['profile']!r}, sampler {s['name']} ({s['steps']} steps, cfg "
-             f"{s['cfg_scale']:g}); mean [95 % interval] over excerpts", ""]
-    cols, rows = (*REAL_CONDITIONS, "real"), table_rows(results)
-    first = max(len(r["metric"]) for r in rows) + 2
-    width = max(len(str(r[c])) for r in rows for c in cols) + 2
-    lines.append("metric".ljust(first) + "".join(c.ljust(width) for c in cols))
-    for r in rows:
-        lines.append(r["metric"].ljust(first) + "".join(str(r[c]).ljust(width) for c in cols))
-    lines += ["(other_song: the real backing of another song's excerpt, the one whose lead "
-              "'shuffled' gets; real: the decoded true backing, its frechet to another excerpt "
-              "of the same song)",
-              f"ground truth: {results['truth']}", ""]
+    lines = [str(real_table(results)), ""]
     for m in METRICS:
         lines.append(f"conditioned beats shuffled and null on {m}: {results['beats_baselines'][m]}; "
                      f"beats another song's backing: {results['beats_other_song'][m]}")
