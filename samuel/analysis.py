@@ -123,13 +123,14 @@ def mix_ablation(cfg, root=None, progress: bool = True, max_clips: Optional[int]
     their best validation loss and fit metrics on the test split (design §4's known conflict).
 
     ``root`` is the run folder (default ``runs/<profile>``). The ``paper`` variant is its main
-    checkpoint, trained by notebook 04; the reversed one is trained with
-    the same data, steps and seed into ``root/ablation/reversed``.
+    checkpoint, trained by notebook 04, and its evaluation is the run's own
+    (:func:`samuel.runs.evaluate_once`, which notebook 06 then reuses); the reversed one is
+    trained with the same data, steps and seed into ``root/ablation/reversed``.
     """
     import dataclasses
 
     from . import checkpoint as ckpt, evaluate
-    from .runs import run_paths, train_once
+    from .runs import evaluate_once, run_paths, train_once
 
     main_run = run_paths(cfg.profile, root)
     root = main_run.root
@@ -142,8 +143,13 @@ def mix_ablation(cfg, root=None, progress: bool = True, max_clips: Optional[int]
         train_once(c, run, progress=progress)  # reuses a finished run of the same configuration
         ck_dir = run.checkpoint
         info = ckpt.load_meta(ck_dir).get("info", {})
-        res = evaluate.evaluate(c, checkpoint=ck_dir, data_dir=main_run.data,
-                                out_dir=root / "ablation" / mix / "evaluation",
-                                max_clips=max_clips, compare_samplers=False, progress=progress)
+        if run is main_run and max_clips is None:
+            # the main run's own evaluation (notebook 06 reads it instead of repeating it): the
+            # sampler comparison it adds runs after the conditions and changes none of their fit
+            res = evaluate_once(c, main_run, progress=progress)
+        else:
+            res = evaluate.evaluate(c, checkpoint=ck_dir, data_dir=main_run.data,
+                                    out_dir=root / "ablation" / mix / "evaluation",
+                                    max_clips=max_clips, compare_samplers=False, progress=progress)
         out[mix] = {"best_val_loss": info.get("best_val_loss"), "fit": res.get("fit", {})}
     return out
