@@ -69,6 +69,11 @@ class DataConfig:
     # folder); "" -> the environment variable SAMUEL_VAE, then the hub (samuel.codecs.from_config)
     vae: str = ""
     vae_half: bool = False  # decode the SAO VAE in float16 on CUDA (ours; encode stays float32)
+    # the offline corpus with what real recordings vary in (ours; samuel.data.compose): tempo
+    # 60-200 BPM, GM voice and melodic leads, vibrato/glides/drift, breath, noise, drive, the
+    # backing's bleed into the vocal stem, levels, EQ tilt and a room per stem. Off: as before.
+    # Everything on for a profile: --set data__corpus_variety=true --set train__latent_augment=0.5
+    corpus_variety: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,14 @@ class TrainConfig:
     patience: int = 10  # early stopping: validation passes without improvement (paper §V)
     bf16: bool = True  # bf16 autocast on GPU (paper §V: "mixed precision")
     transpose: int = 0  # pitch-shift augmentation: ± semitones, offline codec only (ours)
+    # latent augmentation, offline codec only (ours; samuel.augment): the probability that a
+    # training row gets a gain (± latent_gain_db, both stems, plus half that on the vocal
+    # alone), a band tilt (± latent_tilt_db at the band edges, both stems) and noise on the
+    # vocal (std up to latent_noise z-units). 0: off, the run as before.
+    latent_augment: float = 0.0
+    latent_gain_db: float = 6.0
+    latent_tilt_db: float = 6.0
+    latent_noise: float = 0.1
 
 
 @dataclass(frozen=True)

@@ -251,7 +251,11 @@ def same_config(folder: str | os.PathLike, cfg) -> bool:
     if not (folder / ckpt.MODEL_FILE).exists():
         return False
     try:
-        saved = ckpt.load_meta(folder).get("config")
+        from .config import from_dict
+
+        # through the dataclasses: fields added since the checkpoint was written take their
+        # defaults (which keep the old behaviour), so the same training is still recognised
+        saved = json.loads(from_dict(ckpt.load_meta(folder).get("config")).to_json())
         return training_fields(saved) == training_fields(json.loads(cfg.to_json()))
     except Exception:
         return False

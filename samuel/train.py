@@ -472,6 +472,10 @@ def train(cfg, data_dir=None, run_dir=None, resume: bool = False, progress: bool
     # timesteps, noise, dropout: on the training device; on the CPU the same generator as the rows
     g_dev = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank) if accel else g
     augment = _transposer(cfg, stats, g) if cfg.train.transpose else None
+    if tc.latent_augment:  # gain, tilt, noise (samuel.augment), drawn after the transposition
+        from .augment import latent_augmenter
+
+        augment = latent_augmenter(cfg, stats, g, augment)
     step, best, bad_evals, interval = 0, float("inf"), 0, []
     elapsed = 0.0
 

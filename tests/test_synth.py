@@ -154,3 +154,105 @@ def test_render_corpus_writes_and_resumes(tmp_path):
     assert (tmp_path / "synth_0001" / "truth.json").is_file()
     assert [r["truth"] for r in again] == [r["truth"] for r in records]
     assert not list(tmp_path.rglob("*.tmp*"))
+
+
+# ----------------------------------------------------------------------------- corpus variety
+def test_variety_is_off_by_default_and_keeps_the_main_draws():
+    plain, varied = compose.compose(11, SECONDS), compose.compose(11, SECONDS, variety=True)
+    assert plain.variety == {} and "variety" not in compose.truth(plain)
+    assert (varied.tonic_pc, varied.mode, varied.style) == (plain.tonic_pc, plain.mode, plain.style)
+    assert varied.variety and varied.variety["lead"] == varied.instruments["vocals"]
+    assert compose.compose(11, SECONDS, variety=True) == varied
+    assert np.all(render.lead_bend(plain, 100.0) == 0)
+
+
+def test_variety_spans_tempo_keys_and_leads():
+    songs = [compose.compose(compose.song_seed(2, i), 4.0, variety=True) for i in range(60)]
+    tempi = np.array([s.tempo_bpm for s in songs])
+    assert tempi.min() >= 60 and tempi.max() <= 200 and tempi.max() - tempi.min() > 100
+    assert len({s.key_name for s in songs}) >= 15
+    leads = {s.instruments["vocals"] for s in songs}
+    assert len(leads & set(compose.LEAD_VOICES)) >= 2 and len(leads & set(compose.LEAD_MELODIC)) >= 4
+    assert len({s.variety["timbre"] for s in songs}) >= 4
+    assert any(s.variety["bleed_db"] is not None for s in songs) and any(s.variety["drive"] > 0 for s in songs)
+
+
+def test_lead_bend_keeps_every_note_nearest_its_pitch():
+    for i in range(10):
+        song = compose.compose(compose.song_seed(3, i), 8.0, variety=True)
+        rate = 200.0
+        bend = render.lead_bend(song, rate)
+        for note in song.part("vocals"):
+            # past the glide, the sung pitch (the mean over the note) stays within a third of a
+            # semitone of the written one, and its vibrato within a semitone
+            i0 = int((note.start + song.variety["glide_s"] + 0.01) * rate)
+            i1 = int(note.end * rate)
+            if i1 > i0 + 40:
+                assert abs(bend[i0:i1].mean()) < 0.33 and np.abs(bend[i0:i1]).max() < 1.0, (i, note)
+
+
+def _check_corpus(records, seconds):
+    sf = pytest.importorskip("soundfile")
+    for r in records:
+        stems = {k: sf.read(r[k], dtype="float32", always_2d=True) for k in ("vocals", "accomp", "mix")}
+        for audio, sr in stems.values():
+            assert sr == SR and audio.shape == (round(seconds * SR), 2)
+            assert np.all(np.isfinite(audio)) and 0.05 < np.abs(audio).max() < 0.99
+        assert np.array_equal(stems["vocals"][0] + stems["accomp"][0], stems["mix"][0])
+        info = r["truth"]
+        song = compose.compose(info["seed"], seconds, variety="variety" in info)
+        assert info["key"] == song.key_name and info["tempo_bpm"] == song.tempo_bpm
+        beats = np.array(info["beat_times"])
+        assert np.allclose(np.diff(beats), 60.0 / info["tempo_bpm"]) and beats[0] == 0
+        sixteenth = 60.0 / info["tempo_bpm"] / 4
+        onsets = [n.start for n in song.notes if n.part in ("drums", "vocals")]
+        assert all(abs(t / sixteenth - round(t / sixteenth)) < 1e-3 for t in onsets)
+
+
+def test_smoke_corpus_with_variety_differs_and_keeps_exact_truth(tmp_path):
+    from samuel import config
+
+    cfg = config.load("smoke", data__corpus_variety="true", train__latent_augment="0.5")
+    assert cfg.data.corpus_variety is True and cfg.train.latent_augment == 0.5
+    assert config.load("smoke").data.corpus_variety is False
+    n, seconds = cfg.data.corpus_songs, cfg.data.corpus_song_seconds
+    plain = synth.render_corpus(tmp_path / "plain", n, seconds, seed=cfg.seed, backend="builtin",
+                                progress=False)
+    varied = synth.render_corpus(tmp_path / "varied", n, seconds, seed=cfg.seed, backend="builtin",
+                                 progress=False, variety=cfg.data.corpus_variety)
+    _check_corpus(plain, seconds)
+    _check_corpus(varied, seconds)
+    assert all("variety" in r["truth"] and "variety" not in p["truth"] for r, p in zip(varied, plain))
+    assert [r["truth"]["key"] for r in varied] == [p["truth"]["key"] for p in plain]
+    assert len({r["truth"]["tempo_bpm"] for r in varied} - {p["truth"]["tempo_bpm"] for p in plain}) >= n // 2
+    sf = pytest.importorskip("soundfile")
+    for r, p in zip(varied, plain):
+        assert not np.array_equal(sf.read(r["vocals"])[0], sf.read(p["vocals"])[0])
+    # a folder rendered without variety is rendered again when asked for it, and the other way
+    again = synth.render_corpus(tmp_path / "plain", 1, seconds, seed=cfg.seed, backend="builtin",
+                                progress=False, variety=True)
+    assert again[0]["truth"] == varied[0]["truth"]
+
+
+def test_varied_fluidsynth_render_is_deterministic():
+    if not render.fluidsynth_available():
+        warnings.warn("fluidsynth backend not available: varied rendering tested with the builtin only")
+        pytest.skip("fluidsynth not available")
+    song = compose.compose(compose.song_seed(0, 1), SECONDS, variety=True)
+    a, b = render.render(song, backend="fluidsynth"), render.render(song, backend="fluidsynth")
+    plain = render.render(compose.compose(compose.song_seed(0, 1), SECONDS), backend="fluidsynth")
+    assert np.array_equal(a["vocals"], b["vocals"]) and np.array_equal(a["mix"], b["mix"])
+    assert np.array_equal(a["vocals"] + a["accomp"], a["mix"])
+    assert 0.05 < np.abs(a["mix"]).max() < 0.99 and not np.array_equal(a["vocals"], plain["vocals"])
+
+
+def test_key_is_recoverable_from_the_varied_vocal():
+    librosa = pytest.importorskip("librosa")
+    ranks = []
+    for i in range(8):
+        song = compose.compose(compose.song_seed(1, i), 8.0, variety=True)
+        vocals = render.render(song, backend="builtin")["vocals"].mean(axis=0)
+        chroma = librosa.feature.chroma_stft(y=vocals, sr=SR, n_fft=8192, hop_length=4096, tuning=0.0)
+        ranks.append(_key_rank(chroma.mean(axis=1), song.tonic_pc, song.mode))
+    ranks = np.array(ranks)
+    assert np.mean(ranks <= 4) >= 0.75 and np.median(ranks) <= 2, ranks

@@ -9,6 +9,15 @@ generated accompaniment fits the vocal. Rendering the notes to audio is
 The lead melody is written so that the vocal alone carries the key, the chords and the tempo:
 chord tones on every strong beat, scale tones in between, onsets on the beat grid, phrase
 endings on the tonic.
+
+With ``variety=True`` (the configuration's ``data.corpus_variety``; off by default, and then
+every draw is as before) a song also draws, from a second generator seeded by its seed, what
+real recordings vary in and the plain corpus does not: the tempo uniform over 60-200 BPM (the
+key is uniform over all 24 either way), a lead from :data:`LEAD_VARIETY` (GM voice patches and
+melodic instruments), and the performance and production settings of :func:`_variety`
+(vibrato, portamento, pitch drift, breath, noise, soft distortion, accompaniment bleed, levels,
+EQ tilt and reverb per stem) that :mod:`samuel.data.render` applies. The truth (key, beats,
+chords, melody) stays exact.
 """
 from __future__ import annotations
 
@@ -58,6 +67,13 @@ STYLES = {
                    harmony=[24, 4, 26, 11], bass=[32, 35], pad=[48, 89, None]),
 }
 LEAD_PROGRAMS = [53, 52]  # GM "Voice Oohs" (54), "Choir Aahs" (53), 0-based
+# corpus variety: lead GM programs (0-based) -> the built-in synthesiser's timbre for them; the
+# voice patches are drawn half of the time, one of the melodic instruments otherwise
+LEAD_VOICES = {52: "voice", 53: "voice", 54: "voice", 85: "voice"}
+LEAD_MELODIC = {40: "strings", 56: "brass", 64: "reed", 65: "reed", 66: "reed", 68: "reed",
+                71: "reed", 73: "flute", 75: "flute", 22: "reed", 80: "square", 81: "saw"}
+LEAD_VARIETY = {**LEAD_VOICES, **LEAD_MELODIC}
+VARIETY_TEMPO = (60.0, 200.0)  # BPM, uniform
 GM_NAMES = {
     0: "Acoustic Grand Piano", 1: "Bright Acoustic Piano", 4: "Electric Piano 1",
     7: "Clavinet", 11: "Vibraphone", 16: "Drawbar Organ", 21: "Accordion",
@@ -68,6 +84,10 @@ GM_NAMES = {
     48: "String Ensemble 1", 49: "String Ensemble 2", 50: "Synth Strings 1",
     52: "Choir Aahs", 53: "Voice Oohs", 61: "Brass Section", 88: "Pad 1 (new age)",
     89: "Pad 2 (warm)",
+    # leads of the varied corpus
+    22: "Harmonica", 40: "Violin", 54: "Synth Voice", 56: "Trumpet", 64: "Soprano Sax",
+    65: "Alto Sax", 66: "Tenor Sax", 68: "Oboe", 71: "Clarinet", 73: "Flute", 75: "Pan Flute",
+    80: "Lead 1 (square)", 81: "Lead 2 (sawtooth)", 85: "Lead 6 (voice)",
 }
 # GM percussion keys (channel 10)
 KICK, STICK, SNARE, CLAP, HAT, PEDAL, OPEN, CRASH, RIDE, TOM, SHAKER = 36, 37, 38, 39, 42, 44, 46, 49, 51, 45, 70
@@ -154,6 +174,7 @@ class Song:
     notes: list = field(default_factory=list)  # list[Note]
     pans: dict = field(default_factory=dict)   # part -> pan in [-1, 1]
     vocal_gain_db: float = 0.0     # vocal RMS relative to the accompaniment
+    variety: dict = field(default_factory=dict)  # performance/production settings; {} = none
 
     @property
     def beat_s(self) -> float:
@@ -197,14 +218,21 @@ def song_seed(seed: int, index: int) -> int:
 
 
 # ----------------------------------------------------------------------------- composition
-def compose(seed: int, seconds: float) -> Song:
-    """Compose a song of ``seconds`` from ``seed`` (deterministic: ``numpy.random.default_rng(seed)``)."""
+def compose(seed: int, seconds: float, variety: bool = False) -> Song:
+    """Compose a song of ``seconds`` from ``seed`` (deterministic: ``numpy.random.default_rng(seed)``).
+
+    ``variety``: also draw the varied tempo, lead and performance settings (module docstring)
+    from ``numpy.random.default_rng([seed, 29])``; the main generator's draws are unchanged.
+    """
     rng = np.random.default_rng(seed)
     style = str(rng.choice(list(STYLES)))
     spec = STYLES[style]
     mode = str(rng.choice(["major", "minor"]))
     tonic = int(rng.integers(12))
     tempo = float(rng.integers(spec["tempo"][0], spec["tempo"][1] + 1))
+    vrng = np.random.default_rng([int(seed), 29]) if variety else None
+    if variety:
+        tempo = round(float(vrng.uniform(*VARIETY_TEMPO)), 2)
     beats = spec["beats"]
     scale = MAJOR_SCALE if mode == "major" else MINOR_SCALE
 
@@ -224,6 +252,11 @@ def compose(seed: int, seconds: float) -> Song:
                      pad=0.0, drums=float(rng.uniform(-0.1, 0.1)))
     song.pans["pad"] = -0.8 * song.pans["harmony"]
     song.vocal_gain_db = float(rng.uniform(-1.0, 4.0))
+    if variety:
+        pool = LEAD_VOICES if vrng.random() < 0.5 else LEAD_MELODIC
+        song.instruments["vocals"] = int(vrng.choice(sorted(pool)))
+        song.vocal_gain_db = float(vrng.uniform(-6.0, 8.0))
+        song.variety = _variety(vrng, song.instruments["vocals"])
 
     n_bars = int(np.ceil(seconds / song.bar_s))
     notes = []
@@ -233,6 +266,39 @@ def compose(seed: int, seconds: float) -> Song:
     notes += _drums(song, rng, n_bars)
     song.notes = _tidy(notes, seconds)
     return song
+
+
+def _variety(rng, lead: int) -> dict:
+    """The performance and production settings of a varied song (applied by the renderer).
+
+    Pitch: vibrato (rate Hz, depth and onset delay), a glide into a note from the previous one
+    (portamento: probability and time) and a slow drift of the intonation (semitones), all
+    small enough that every note stays nearest its written pitch. Vocal stem: breath before
+    phrases and a noise floor (dB re the vocal RMS), soft distortion (tanh drive; 0 = none) and
+    the accompaniment's bleed as a separator leaves it (dB re the accompaniment, band-limited
+    to ``bleed_band`` Hz; None = no bleed). Per stem: an EQ tilt (dB per octave about 1 kHz),
+    a room (decay s, wet level), level jitter of each accompaniment part (dB), and the peak of
+    the whole song.
+    """
+    u = rng.uniform
+    return dict(
+        lead=int(lead), timbre=LEAD_VARIETY[int(lead)],
+        vibrato_hz=round(float(u(4.0, 7.0)), 3), vibrato_st=round(float(u(0.0, 0.45)), 3),
+        vibrato_delay_s=round(float(u(0.05, 0.4)), 3),
+        glide_p=round(float(u(0.0, 0.8)), 3), glide_s=round(float(u(0.02, 0.12)), 3),
+        drift_st=round(float(u(0.0, 0.2)), 3),
+        formant_scale=round(float(u(0.85, 1.25)), 3), vowels=[int(v) for v in rng.permutation(6)[:2]],
+        breath_db=round(float(u(-34.0, -18.0)), 2) if rng.random() < 0.7 else None,
+        noise_db=round(float(u(-60.0, -36.0)), 2),
+        drive=round(float(u(1.0, 5.0)), 3) if rng.random() < 0.4 else 0.0,
+        bleed_db=round(float(-u(20.0, 30.0)), 2) if rng.random() < 0.75 else None,
+        bleed_band=[round(float(u(80.0, 400.0)), 1), round(float(u(2000.0, 9000.0)), 1)],
+        tilt_vocals=round(float(u(-3.0, 3.0)), 3), tilt_accomp=round(float(u(-3.0, 3.0)), 3),
+        room_vocals=[round(float(u(0.03, 0.6)), 3), round(float(u(0.0, 0.45)), 3)],
+        room_accomp=[round(float(u(0.03, 0.6)), 3), round(float(u(0.0, 0.45)), 3)],
+        part_db={p: round(float(u(-4.0, 4.0)), 2) for p in PARTS if p != "vocals"},
+        peak=round(float(u(0.3, 0.9)), 3),
+    )
 
 
 def _opt_int(x):
@@ -452,4 +518,5 @@ def truth(song: Song, backend: str | None = None) -> dict:
                      for part, prog in song.instruments.items()},
         melody=[[n.pitch, n.start, n.end] for n in song.part("vocals")],
         seed=song.seed, backend=backend, seconds=song.seconds, sample_rate=SR,
+        **({"variety": song.variety} if song.variety else {}),
     )

@@ -316,8 +316,10 @@ def _render_corpus(ctx: _Build, n_songs: int) -> list[str]:
     render = ctx.render_corpus
     if render is None:
         from .synth import render_corpus as render
+    # the keyword only when on: a custom renderer (tests) need not know it
+    extra = {"variety": True} if ctx.cfg.data.corpus_variety else {}
     records = render(ctx.out / "songs", n_songs, float(ctx.cfg.data.corpus_song_seconds),
-                     seed=ctx.cfg.seed, progress=ctx.progress)
+                     seed=ctx.cfg.seed, progress=ctx.progress, **extra)
     ids = []
     for r in records:
         song_id = r["song_id"]

@@ -7,6 +7,13 @@ A :class:`~samuel.data.compose.Song` becomes separate stems: ``vocals`` (the lea
   patch, "Voice Oohs" / "Choir Aahs"), when the library and a soundfont are found;
 * ``"builtin"``: a small numpy synthesiser (wavetable tones with envelopes, a formant-shaped
   vibrato voice, noise/sweep drums); always available, fast and deterministic.
+
+A song composed with variety (its ``variety`` settings, :func:`samuel.data.compose._variety`)
+is rendered with them: the lead on its drawn patch (FluidSynth) or timbre and formants (the
+built-in synthesiser), its pitch bent by vibrato, glides and drift (:func:`lead_bend`; pitch
+wheel events for FluidSynth), the parts at jittered levels; then each stem gets its own EQ tilt
+and room, the vocal stem breath, a noise floor, soft distortion and the accompaniment's
+band-limited bleed (:func:`_vary_stems`), and the song a drawn peak level.
 """
 from __future__ import annotations
 
@@ -69,19 +76,22 @@ def render(song: Song, sr: int = SR, backend: str = "auto") -> dict:
         vocals, accomp = _render_fluidsynth(song, sr, n)
     else:
         vocals, accomp = _render_builtin(song, sr, n)
-    room = _room_ir(song.seed, sr)
-    vocals, accomp = _reverb(vocals, room, 0.12), _reverb(accomp, room, 0.18)
-    # balance: vocal RMS relative to the accompaniment
-    v_rms, a_rms = _rms(vocals), _rms(accomp)
-    if v_rms > 0 and a_rms > 0:
-        vocals *= a_rms / v_rms * 10 ** (song.vocal_gain_db / 20)
+    if song.variety:
+        vocals, accomp = _vary_stems(song, vocals, accomp, sr)
+    else:
+        room = _room_ir(song.seed, sr)
+        vocals, accomp = _reverb(vocals, room, 0.12), _reverb(accomp, room, 0.18)
+        # balance: vocal RMS relative to the accompaniment
+        v_rms, a_rms = _rms(vocals), _rms(accomp)
+        if v_rms > 0 and a_rms > 0:
+            vocals *= a_rms / v_rms * 10 ** (song.vocal_gain_db / 20)
     fade = min(n, int(0.01 * sr))
     ramp = np.linspace(1.0, 0.0, fade)
     for x in (vocals, accomp):
         x[:, n - fade:] *= ramp
     mix = vocals + accomp
     peaks = [np.abs(mix).max(), np.abs(vocals).max() / 0.98 * 0.9, np.abs(accomp).max() / 0.98 * 0.9]
-    gain = 0.9 / max(max(peaks), 1e-9)
+    gain = float(song.variety.get("peak", 0.9)) / max(max(peaks), 1e-9)
     vocals = (vocals * gain).astype(np.float32)
     accomp = (accomp * gain).astype(np.float32)
     return dict(vocals=vocals, accomp=accomp, mix=vocals + accomp)
@@ -107,9 +117,148 @@ def _reverb(x: np.ndarray, ir: np.ndarray, wet: float) -> np.ndarray:
     return (x + wet * y).astype(np.float64)
 
 
+# ------------------------------------------------------------------ corpus variety
+def lead_bend(song: Song, rate: float) -> np.ndarray:
+    """The lead's pitch deviation in semitones, sampled at ``rate`` Hz over the song (and 0.5 s
+    beyond, for release tails): drift + per-note detune + vibrato + glides (song.variety).
+
+    Zero for a song without variety. Seeded by ``[song.seed, 31]``, so the curve is the same
+    for both backends whatever ``rate``.
+    """
+    n = int(np.ceil((song.seconds + 0.5) * rate)) + 1
+    bend = np.zeros(n)
+    v = song.variety
+    if not v:
+        return bend
+    rng = np.random.default_rng([song.seed, 31])
+    t = np.arange(n) / rate
+    drift = sum(np.sin(2 * np.pi * f * t + ph) for f, ph in zip(rng.uniform(0.03, 0.3, 3),
+                                                                   rng.uniform(0, 2 * np.pi, 3)))
+    bend += v["drift_st"] * drift / max(float(np.max(np.abs(drift))), 1e-9)
+    prev = None
+    lead = song.part("vocals")
+    for k, note in enumerate(lead):  # each note's curve runs into its release, up to the next note
+        stop = lead[k + 1].start if k + 1 < len(lead) else song.seconds + 0.5
+        i0, i1 = int(note.start * rate), min(n, int(min(note.end + 0.3, stop) * rate))
+        if i1 <= i0:
+            continue
+        tt = t[i0:i1] - note.start
+        detune = float(np.clip(rng.normal(0.0, 0.03), -0.06, 0.06))
+        ramp = np.clip((tt - v["vibrato_delay_s"]) / 0.25, 0.0, 1.0)
+        seg = detune + v["vibrato_st"] * ramp * np.sin(2 * np.pi * v["vibrato_hz"] * tt)
+        glide = rng.random() < v["glide_p"]
+        if glide and prev is not None and note.start - prev.end < 0.3:
+            x = np.clip(tt / v["glide_s"], 0.0, 1.0)
+            seg = seg + (prev.pitch - note.pitch) * (1.0 - x) ** 2
+        bend[i0:i1] += seg
+        prev = note
+    return np.clip(bend, -11.9, 11.9)
+
+
+def _freqs(n: int, sr: int) -> np.ndarray:
+    return np.fft.rfftfreq(n, 1.0 / sr).astype(np.float32)
+
+
+def _spectrum(x: np.ndarray, n: int | None = None) -> np.ndarray:
+    """The rfft of ``x`` along its last axis, zero-padded to ``n`` (single precision)."""
+    from scipy import fft
+
+    return fft.rfft(np.asarray(x, np.float32), n=n, axis=-1)
+
+
+def _signal(spec: np.ndarray, n: int) -> np.ndarray:
+    from scipy import fft
+
+    return fft.irfft(spec, n=n, axis=-1)
+
+
+def _tilt(f: np.ndarray, db_per_octave: float) -> np.ndarray:
+    """The magnitude of an EQ tilt about 1 kHz at frequencies ``f``, limited to ±18 dB."""
+    return 10 ** (np.clip(db_per_octave * np.log2(np.maximum(f, 20.0) / 1000.0), -18, 18) / 20)
+
+
+def _band(f: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """A band-pass magnitude: second-order high-pass at ``lo``, fourth-order low-pass at ``hi``."""
+    return 1.0 / np.sqrt((1 + (lo / np.maximum(f, 1.0)) ** 4) * (1 + (f / hi) ** 8))
+
+
+def _room(seed: int, which: int, decay: float, sr: int) -> np.ndarray:
+    """A stereo room of reverberation time ``decay`` s (amplitude time constant decay / 6.9)."""
+    rng = np.random.default_rng([seed, 41, which])
+    tau = decay / 6.9
+    t = np.arange(int(min(2.0, 0.01 + 7 * tau) * sr)) / sr
+    ir = rng.standard_normal((2, t.size)) * np.exp(-t / tau)
+    ir[:, : int(0.006 * sr)] = 0.0
+    return ir / np.sqrt(np.sum(ir ** 2, axis=1, keepdims=True))
+
+
+def _breath(song: Song, rng, n: int, sr: int) -> np.ndarray:
+    """Breaths ``[n]`` before the phrases (a gap of 0.35 s or more), unit RMS where they sound:
+    windows of one second of band-passed (500 Hz - 5 kHz) noise."""
+    source = _signal(_spectrum(rng.standard_normal(sr)) * _band(_freqs(sr, sr), 500.0, 5000.0), sr)
+    out, prev_end = np.zeros(n), -1.0
+    for note in song.part("vocals"):
+        if note.start - prev_end >= 0.35:
+            length = int(float(rng.uniform(0.12, 0.3)) * sr)
+            i1 = int((note.start - 0.02) * sr)
+            i0 = max(0, i1 - length)
+            if i1 > i0:
+                at = int(rng.integers(0, sr - (i1 - i0)))
+                out[i0:i1] += source[at: at + i1 - i0] * np.sin(np.linspace(0, np.pi, i1 - i0)) ** 2
+        prev_end = note.end
+    on = out != 0
+    return out / max(_rms(out[on]), 1e-12) if on.any() else out
+
+
+def _vary_stems(song: Song, vocals: np.ndarray, accomp: np.ndarray, sr: int) -> tuple:
+    """Production of a varied song: drive, breath and a noise floor on the vocal, EQ tilt and a
+    room per stem, the vocal's level, then the accompaniment's bleed into the vocal stem.
+
+    Tilt and room are both linear and time-invariant, so they are applied together, as one
+    product of spectra (zero-padded, so the convolution is linear, then cut to the song's
+    length); the bleed is the accompaniment as it sounds in the mix, band-limited."""
+    from scipy.fft import next_fast_len
+
+    v = song.variety
+    rng = np.random.default_rng([song.seed, 37])
+    n = vocals.shape[1]
+    if v["drive"] > 0:
+        peak = max(float(np.max(np.abs(vocals))), 1e-9)
+        vocals = np.tanh(v["drive"] * vocals / peak) / np.tanh(v["drive"]) * peak
+    v_rms = _rms(vocals)
+    if v["breath_db"] is not None:
+        vocals = vocals + (v_rms * 10 ** (v["breath_db"] / 20)) * _breath(song, rng, n, sr)[None, :]
+    rooms = [_room(song.seed, k, v[key][0], sr) for k, key in enumerate(("room_vocals", "room_accomp"))]
+    size = next_fast_len(n + max(r.shape[1] for r in rooms))
+    f = _freqs(size, sr)
+
+    def response(room, wet, tilt):  # [2, F]: (dry + wet · room) · tilt
+        return (1 + np.float32(wet) * _spectrum(room, size)) * _tilt(f, tilt).astype(np.float32)
+
+    spec = _spectrum(vocals, size)
+    # a noise floor, -3 dB per octave, drawn in the frequency domain; Parseval sets its RMS to
+    # v_rms·10^(noise_db/20) over the padded length, scaled to the song's
+    noise = (rng.standard_normal(spec.shape, dtype=np.float32)
+             + 1j * rng.standard_normal(spec.shape, dtype=np.float32)) * _tilt(f, -3.0).astype(np.float32)
+    noise_rms = np.sqrt(2 * np.mean(np.abs(noise[0]) ** 2) / size) * np.sqrt(size / n)
+    spec += noise * np.float32(v_rms * 10 ** (v["noise_db"] / 20) / max(noise_rms, 1e-12))
+    vocals = _signal(spec * response(rooms[0], v["room_vocals"][1], v["tilt_vocals"]), size)[:, :n]
+    spec = _spectrum(accomp, size) * response(rooms[1], v["room_accomp"][1], v["tilt_accomp"])
+    accomp = _signal(spec, size)[:, :n]
+    vocals, accomp = vocals.astype(np.float64), accomp.astype(np.float64)
+    v_rms, a_rms = _rms(vocals), _rms(accomp)
+    if v_rms > 0 and a_rms > 0:
+        vocals *= a_rms / v_rms * 10 ** (song.vocal_gain_db / 20)
+    if v["bleed_db"] is not None:
+        band = _band(f, *v["bleed_band"]).astype(np.float32)
+        vocals = vocals + _signal(spec * band, size)[:, :n] * 10 ** (v["bleed_db"] / 20)
+    return vocals, accomp
+
+
 # ------------------------------------------------------------------ fluidsynth backend
 FS_CHANNELS = dict(vocals=0, bass=1, harmony=2, pad=3, drums=9)
 FS_VOLUME = dict(vocals=110, bass=105, harmony=88, pad=64, drums=110)
+BEND_SAMPLES = 256  # a varied lead's pitch-wheel events: every 256 samples (5.8 ms at 44.1 kHz)
 
 
 def _fluid_synth(soundfont: str, sr: int):
@@ -164,7 +313,13 @@ def _play_fluidsynth(song: Song, sr: int, n: int, synth, sfid, write_frames, sta
                 synth.program_select(ch, sfid, 128, 0)
             elif song.instruments.get(part) is not None:
                 synth.program_select(ch, sfid, 0, song.instruments[part])
-            synth.cc(ch, 7, FS_VOLUME[part])
+            volume = FS_VOLUME[part]
+            if song.variety and part != "vocals":  # CC7 is a gain of (cc / 127) ** 2
+                volume = int(np.clip(round(volume * 10 ** (song.variety["part_db"][part] / 40)), 1, 127))
+            synth.cc(ch, 7, volume)
+            if song.variety and part == "vocals":  # pitch-wheel range: ±12 semitones (RPN 0)
+                for cc, value in ((101, 0), (100, 0), (6, 12), (38, 0)):
+                    synth.cc(ch, cc, value)
             synth.cc(ch, 10, int(np.clip(64 + 63 * song.pans.get(part, 0.0), 0, 127)))
             synth.cc(ch, 91, 0)
             synth.cc(ch, 93, 0)
@@ -174,6 +329,14 @@ def _play_fluidsynth(song: Song, sr: int, n: int, synth, sfid, write_frames, sta
                 ch = FS_CHANNELS[note.part]
                 events.append((int(round(note.start * sr)), 1, ch, note.pitch, note.velocity))
                 events.append((int(round(note.end * sr)), 0, ch, note.pitch, 0))
+        if song.variety and parts == ("vocals",):
+            rate = sr / BEND_SAMPLES
+            bend = np.round(lead_bend(song, rate) / 12.0 * 8191).astype(int)
+            last = 0
+            for k, value in enumerate(bend[: int(n / BEND_SAMPLES) + 1]):
+                if value != last:  # kind -1 sorts before a note-on at the same sample
+                    events.append((k * BEND_SAMPLES, -1, FS_CHANNELS["vocals"], int(value), 0))
+                    last = value
         events.sort()
         buf = np.zeros((n, 2), dtype=np.float32)
         pos = 0
@@ -182,7 +345,9 @@ def _play_fluidsynth(song: Song, sr: int, n: int, synth, sfid, write_frames, sta
             if at > pos:
                 write_frames(buf, pos, at - pos)
                 pos = at
-            if on:
+            if on < 0:
+                synth.pitch_bend(ch, key)
+            elif on:
                 synth.noteon(ch, key, vel)
             else:
                 synth.noteoff(ch, key)
@@ -200,6 +365,9 @@ VOWELS = {  # formants (Hz) and relative gains
     "u": ((325, 700, 2530), (1.0, 0.25, 0.08)), "e": ((400, 2000, 2700), (1.0, 0.35, 0.2)),
 }
 PART_GAIN = dict(bass=0.55, harmony=0.16, pad=0.08, drums=0.5, vocals=0.3)
+# the varied corpus's formant sets: the four above, "i" and "ae"
+VARIETY_VOWELS = [*VOWELS.values(), ((270, 2290, 3010), (1.0, 0.2, 0.15)),
+                  ((660, 1720, 2410), (1.0, 0.5, 0.2))]
 
 
 def _timbre(program: int | None, part: str) -> str:
@@ -231,7 +399,7 @@ def _harmonic_amps(kind: str, f0: float, vowel: str = "a") -> tuple:
     kmax = max(1, min(60, int(16000 / f0)))
     k = np.arange(1, kmax + 1, dtype=float)
     if kind == "voice":
-        freqs, gains = VOWELS[vowel]
+        freqs, gains = VOWELS[vowel] if isinstance(vowel, str) else vowel
         source = k ** -1.0
         shape = sum(g / (1 + ((k * f0 - F) / (60 + 0.06 * F)) ** 2) for F, g in zip(freqs, gains))
         a = source * (0.08 + shape)
@@ -261,6 +429,17 @@ def _harmonic_amps(kind: str, f0: float, vowel: str = "a") -> tuple:
         return a, a
     if kind == "pad":
         return k ** -2.0, k ** -2.0
+    if kind == "saw":
+        return k ** -1.0, k ** -1.0
+    if kind == "square":
+        a = k ** -1.0 * (k % 2 == 1)
+        return a, a
+    if kind == "flute":
+        a = k ** -2.5 * (1 + 0.5 * (k == 2))
+        return a, a
+    if kind == "reed":
+        a = k ** -1.1 * np.where(k % 2 == 1, 1.0, 0.35)
+        return a, a
     if kind == "bass":
         return k ** -1.8 * np.exp(-k / 6), k ** -3.0
     if kind == "synthbass":
@@ -276,15 +455,23 @@ ENVELOPES = dict(
     bell=(0.002, 1.0, 0.0, 0.5, 0.3), strings=(0.15, None, 1.0, None, 0.3),
     brass=(0.04, 1.0, 0.7, None, 0.1), pad=(0.3, None, 1.0, None, 0.5),
     bass=(0.005, 0.8, 0.3, 0.2, 0.06), synthbass=(0.003, 0.4, 0.5, 0.15, 0.05),
+    saw=(0.01, None, 1.0, None, 0.08), square=(0.01, None, 1.0, None, 0.08),
+    flute=(0.05, None, 1.0, None, 0.1), reed=(0.03, None, 1.0, None, 0.08),
 )
 
 
-def _tone(kind: str, pitch: int, dur: float, velocity: int, sr: int, vowel: str = "a") -> np.ndarray:
+def _tone(kind: str, pitch: int, dur: float, velocity: int, sr: int, vowel="a",
+          bend: np.ndarray | None = None) -> np.ndarray:
+    """One note. ``vowel``: a name of :data:`VOWELS` or ``(formants, gains)``; ``bend``: the
+    pitch deviation in semitones per output sample (replaces the built-in vibrato)."""
     f0 = 440.0 * 2 ** ((pitch - 69) / 12)
     att, tau, sus, bright_tau, rel = ENVELOPES[kind]
     n = int((dur + rel) * sr)
     t = np.arange(n) / sr
-    if kind in ("voice", "strings"):
+    if bend is not None:
+        bend = np.pad(bend[:n], (0, max(0, n - len(bend))), mode="edge") if len(bend) else np.zeros(n)
+        phase = np.cumsum(f0 * 2 ** (bend / 12)) / sr
+    elif kind in ("voice", "strings"):
         depth = 0.004 if kind == "voice" else 0.002  # vibrato ~ ±0.07 semitones-ish, fading in
         ramp = np.clip((t - 0.15) / 0.3, 0.0, 1.0)
         freq = f0 * (1 + depth * ramp * np.sin(2 * np.pi * 5.3 * t))
@@ -354,6 +541,11 @@ def _render_builtin(song: Song, sr: int, n: int) -> tuple:
     rng = np.random.default_rng([song.seed, 3])
     vowels = list(VOWELS)
     song_vowels = [vowels[i] for i in rng.choice(len(vowels), size=2, replace=False)]
+    var = song.variety
+    if var:  # the drawn formant sets, scaled (a shorter or longer vocal tract), and pitch curve
+        song_vowels = [(tuple(f * var["formant_scale"] for f in VARIETY_VOWELS[i][0]), VARIETY_VOWELS[i][1])
+                       for i in var["vowels"]]
+        bend = lead_bend(song, sr)
     kit = _drum_kit(song.seed, sr)
     pad = int(2 * sr)
     mono = {part: np.zeros(n + pad) for part in PARTS}
@@ -365,14 +557,18 @@ def _render_builtin(song: Song, sr: int, n: int) -> tuple:
             y = kit.get(note.pitch, kit[HAT]) * (note.velocity / 127.0)
         else:
             vowel = song_vowels[int(rng.integers(2))] if note.part == "vocals" else "a"
-            y = _tone(_timbre(song.instruments[note.part], note.part), note.pitch, note.end - note.start,
-                      note.velocity, sr, vowel)
+            kind = _timbre(song.instruments[note.part], note.part)
+            note_bend = None
+            if var and note.part == "vocals":
+                kind, note_bend = var["timbre"], bend[i0:]
+            y = _tone(kind, note.pitch, note.end - note.start, note.velocity, sr, vowel, note_bend)
         y = y[: n + pad - i0]
         mono[note.part][i0: i0 + y.size] += y
     vocals = np.zeros((2, n))
     accomp = np.zeros((2, n))
     for part, x in mono.items():
-        stereo = _pan_gains(song.pans.get(part, 0.0))[:, None] * (PART_GAIN[part] * x[:n])[None, :]
+        gain = PART_GAIN[part] * (10 ** (var["part_db"][part] / 20) if var and part != "vocals" else 1.0)
+        stereo = _pan_gains(song.pans.get(part, 0.0))[:, None] * (gain * x[:n])[None, :]
         if part == "vocals":
             vocals += stereo
         else:

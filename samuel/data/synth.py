@@ -4,6 +4,11 @@
 (:mod:`samuel.data.render`) ``n`` seeded songs into ``synth_XXXX/{vocals,accomp,mix}.wav`` plus a
 ``truth.json`` sidecar, resumably. The composing and rendering names are re-exported here, so
 ``synth.compose`` / ``synth.render`` read as the two halves of one corpus.
+
+``variety=True`` (the configuration's ``data.corpus_variety``) composes every song with the
+varied tempo, lead, performance and production of :func:`samuel.data.compose.compose`; its
+``truth.json`` records the drawn settings under ``"variety"`` (a plain corpus's has no such
+key, and a folder rendered the other way is rendered again).
 """
 from __future__ import annotations
 
@@ -30,11 +35,12 @@ def _write_wav(path: Path, audio: np.ndarray, sr: int) -> None:
 
 
 def render_corpus(out_dir, n_songs: int, seconds: float, seed: int = 0, backend: str = "auto",
-                  progress: bool = True) -> list:
+                  progress: bool = True, variety: bool = False) -> list:
     """Compose and render ``n_songs`` into ``out_dir/synth_XXXX/{vocals,accomp,mix}.wav + truth.json``.
 
     Resumable: ``truth.json`` is written last, so a folder holding it (and the three WAVs, for the
-    same seed and length) is complete and skipped. Song ``i`` uses :func:`song_seed` ``(seed, i)``.
+    same seed, length and variety) is complete and skipped. Song ``i`` uses :func:`song_seed`
+    ``(seed, i)``. ``variety``: the varied corpus (module docstring).
 
     Returns:
         One record per song: ``{"song_id", "dir", "vocals", "accomp", "mix", "truth"}``.
@@ -53,10 +59,11 @@ def render_corpus(out_dir, n_songs: int, seconds: float, seed: int = 0, backend:
         info = None
         if truth_path.is_file() and all(p.is_file() for p in paths.values()):
             info = read_json(truth_path)
-            if info.get("seed") != s_seed or abs(info.get("seconds", -1) - seconds) > 1e-9:
+            if (info.get("seed") != s_seed or abs(info.get("seconds", -1) - seconds) > 1e-9
+                    or ("variety" in info) != bool(variety)):
                 info = None
         if info is None:
-            song = compose(s_seed, seconds)
+            song = compose(s_seed, seconds, variety=bool(variety))
             audio = render(song, SR, backend)
             for stem in STEMS:
                 _write_wav(paths[stem], audio[stem], SR)
