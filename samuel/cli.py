@@ -9,6 +9,7 @@
     samuel generate VOCALS -o ACCOMP.wav [--mix MIX.wav] [--checkpoint DIR] ...
     samuel bench model --profile paper [--device cuda] [--json]
     samuel bench codec
+    samuel bench generate [--json]
     samuel bench gpu [--json]
     samuel book run --profile demo
     samuel book run --profile paper --songlist CSV | --popdb DIR [--vae DIR] [--device D] [--set K=V]
@@ -148,8 +149,14 @@ def cmd_bench(args):
     elif args.what == "gpu":
         res = bench.bench_gpu(_cfg(args), device=args.device or "cuda", progress=not args.json)
         print(json.dumps(res, indent=2) if args.json else bench.format_gpu(res))
+    elif args.what == "generate":
+        # the paper profile is the default of the other benchmarks; generate's model is demo's
+        res = bench.bench_generate(seconds=args.seconds or 180.0, checkpoint=args.checkpoint,
+                                   profile="demo" if args.profile == "paper" else args.profile,
+                                   threads=args.threads or 2)
+        print(json.dumps(res, indent=2) if args.json else bench.format_generate(res))
     else:
-        res = bench.bench_codec(seconds=args.seconds)
+        res = bench.bench_codec(seconds=args.seconds or 30.0)
         print(json.dumps(res, indent=2) if args.json else bench.format_codec(res))
 
 
@@ -252,12 +259,16 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    p.add_argument("what", choices=["model", "codec", "gpu"],
-                   help="model: the U-Net (CPU targets); codec: the offline codec; gpu: the GPU check")
+    p.add_argument("what", choices=["model", "codec", "generate", "gpu"],
+                   help="model: the U-Net (CPU targets); codec: the offline codec; generate: "
+                   "`samuel generate` on a 3-minute vocal, stage by stage; gpu: the GPU check")
     _add_profile(p, default="paper")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     p.add_argument("--device", help="model: cpu (default) or cuda; gpu: cuda (default) or cuda:N")
-    p.add_argument("--seconds", type=float, default=30.0, help="codec: audio length")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="codec: audio length (default 30); generate: vocal length (default 180)")
+    p.add_argument("--checkpoint", help="generate: a checkpoint folder (default runs/demo/checkpoint, "
+                   "else a random demo-size model)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 

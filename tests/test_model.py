@@ -188,3 +188,190 @@ def test_same_seed_same_output():
     assert torch.equal(outs[0], outs[1])
     other = model.build(dataclasses.replace(cfg, seed=4))
     assert not all(torch.equal(a, b) for a, b in zip(other.parameters(), model.build(cfg).parameters()))
+
+
+# ------------------------------------------------------------ the fast paths against the literal code
+# The reference below is the model's code before its memory layout was optimised (the
+# convolution projections, the unfold-based local attention, autograd's RoPE and FiLM after
+# a full GroupNorm), kept verbatim so that the optimised modules can be checked against it.
+def _ref_rope(x, positions, base=10000.0):
+    d = x.shape[-1]
+    half = d // 2
+    freqs = base ** (-torch.arange(half, dtype=torch.float32) * 2 / d)
+    angles = positions.to(torch.float32)[:, None] * freqs[None, :]
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def _ref_local_attention(q, k, v, window):
+    b, h, t, d = q.shape
+    left = window // 2
+    right = window - left - 1
+    nb = -(-t // window)
+    extra = nb * window - t
+    span = 2 * window - 1
+    qb = F.pad(q, (0, 0, 0, extra)).view(b, h, nb, window, d)
+    kp = F.pad(k, (0, 0, left, right + extra))
+    vp = F.pad(v, (0, 0, left, right + extra))
+    kw = kp.unfold(2, span, window)
+    vw = vp.unfold(2, span, window)
+    scores = torch.matmul(qb, kw) * d ** -0.5
+    r = torch.arange(window)[:, None]
+    j = torch.arange(span)[None, :]
+    band = (j >= r) & (j < r + window)
+    p = scores.masked_fill(~band, float("-inf")).softmax(dim=-1)
+    out = torch.matmul(p, vw.transpose(-1, -2))
+    return out.reshape(b, h, nb * window, d)[:, :, :t]
+
+
+def _ref_attention_forward(self, x, ctx, sqrt_alpha_bar):
+    def split(y):
+        b, _, t = y.shape
+        return y.view(b, self.heads, self.head_dim, t).transpose(2, 3).contiguous()
+
+    def merge(y):
+        b, h, t, d = y.shape
+        return y.transpose(2, 3).reshape(b, h * d, t)
+
+    q, k, v = split(self.to_q(x)), split(self.to_k(ctx)), split(self.to_v(ctx))
+    pos_q, pos_k = torch.arange(q.shape[2]), torch.arange(k.shape[2])
+    local = merge(_ref_local_attention(q, k, v, self.window))
+    glob = merge(F.scaled_dot_product_attention(_ref_rope(q, pos_q), _ref_rope(k, pos_k), v))
+    w_global, w_local = mix_weights(sqrt_alpha_bar.to(x.dtype), self.mix)
+    context = w_global[:, None, None] * glob + w_local[:, None, None] * local
+    return x + self.to_out(context)
+
+
+def _ref_resblock_forward(self, x, temb):
+    h = self.conv1(F.silu(self.norm1(x)))
+    gamma, beta = self.film.proj(temb)[:, :, None].chunk(2, dim=1)
+    h = self.conv2(F.silu(self.norm2(h) * (1 + gamma) + beta))
+    s = F.avg_pool1d(x, 2) if self.down else x
+    return self.skip(s) + h
+
+
+def _as_reference(net):
+    """A deep copy of ``net`` whose attention and residual blocks run the reference code."""
+    import copy
+    import types
+
+    from samuel.model.unet import ResBlock
+
+    ref = copy.deepcopy(net)
+    for mod in ref.modules():
+        if isinstance(mod, SoftAlignmentAttention):
+            mod.forward = types.MethodType(_ref_attention_forward, mod)
+        elif isinstance(mod, ResBlock):
+            mod.forward = types.MethodType(_ref_resblock_forward, mod)
+    return ref
+
+
+def _randomise(net, seed=0):
+    """Non-zero weights everywhere (the zero-initialised output projections hide the attention)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(0.2 * torch.randn(p.shape, generator=g) / max(1, p[0].numel()) ** 0.5 + (p.dim() == 1) * 0.1)
+    return net
+
+
+# tolerance: float32 throughout; the fast paths reorder sums (matmul vs convolution, folded
+# GroupNorm + FiLM, q scaled before the product), so agreement is to rounding, not bitwise
+ATOL, RTOL = 1e-5, 1e-4
+
+
+@pytest.mark.parametrize("t,window,heads,head_dim", [(24, 16, 2, 8), (40, 8, 3, 4), (8, 16, 2, 8),
+                                                       (33, 7, 1, 6), (64, 16, 4, 16)])
+def test_local_attention_forward_and_gradients_match_the_reference(t, window, heads, head_dim):
+    g = torch.Generator().manual_seed(t)
+    q, k, v = (torch.randn(2, heads, t, head_dim, generator=g, requires_grad=True) for _ in range(3))
+    w = torch.randn(2, heads, t, head_dim, generator=g)
+    out = local_attention(q, k, v, window)
+    ref = _ref_local_attention(q, k, v, window)
+    assert torch.allclose(out, ref, atol=ATOL, rtol=RTOL)
+    grads = torch.autograd.grad((out * w).sum(), (q, k, v))
+    ref_grads = torch.autograd.grad((ref * w).sum(), (q, k, v))
+    for a, b in zip(grads, ref_grads):
+        assert torch.allclose(a, b, atol=ATOL, rtol=RTOL)
+
+
+def test_local_attention_and_rope_backward_pass_gradcheck():
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(1, 2, 21, 4, generator=g, dtype=torch.float64, requires_grad=True)
+               for _ in range(3))
+    assert torch.autograd.gradcheck(lambda a, b, c: local_attention(a, b, c, 8), (q, k, v))
+    assert torch.autograd.gradcheck(lambda a: rope(a, torch.arange(21) + 5), (q,))
+
+
+def test_rope_matches_the_reference_at_cached_and_shifted_positions():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 3, 10, 8, generator=g)
+    for pos in (torch.arange(10), torch.arange(10), torch.arange(10) + 7, torch.arange(10) * 3):
+        assert torch.allclose(rope(x, pos), _ref_rope(x, pos), atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("mix", ["paper", "reversed"])
+def test_attention_block_matches_the_reference(mix):
+    torch.manual_seed(0)
+    att = _randomise(SoftAlignmentAttention(12, 10, heads=3, head_dim=8, window=8, mix=mix))
+    ref = _as_reference(att)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 12, 40, generator=g, requires_grad=True)
+    ctx = torch.randn(2, 10, 40, generator=g, requires_grad=True)
+    sab = torch.rand(2, generator=g)
+    out, expect = att(x, ctx, sab), ref(x, ctx, sab)
+    assert torch.allclose(out, expect, atol=ATOL, rtol=RTOL)
+    w = torch.randn(out.shape, generator=g)
+    grads = torch.autograd.grad((out * w).sum(), [x, ctx] + list(att.parameters()))
+    ref_grads = torch.autograd.grad((expect * w).sum(), [x, ctx] + list(ref.parameters()))
+    for a, b in zip(grads, ref_grads):
+        assert torch.allclose(a, b, atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "demo"])
+def test_unet_forward_and_gradients_match_the_reference(profile):
+    cfg = config.load(profile)
+    net = _randomise(model.build(cfg), seed=2)
+    ref = _as_reference(net)
+    g = torch.Generator().manual_seed(5)
+    b, t_len = 2, 32
+    x = torch.randn(b, 64, t_len, generator=g)
+    voc = torch.randn(b, 64, t_len, generator=g)
+    t = torch.tensor([10, 700])
+    mask = torch.tensor([True, False])
+    out, expect = net(x, t, voc, mask), ref(x, t, voc, mask)
+    scale = float(expect.detach().abs().max())
+    assert scale > 0.1  # the attention and residual paths are live
+    assert torch.allclose(out, expect, atol=ATOL * scale, rtol=RTOL)
+    w = torch.randn(out.shape, generator=g)
+    grads = torch.autograd.grad((out * w).sum(), list(net.parameters()))
+    ref_grads = torch.autograd.grad((expect * w).sum(), list(ref.parameters()))
+    for (name, _), a, b_ in zip(net.named_parameters(), grads, ref_grads):
+        tol = ATOL * max(1.0, float(b_.abs().max()))
+        assert torch.allclose(a, b_, atol=tol, rtol=RTOL), name
+
+
+def test_checkpoint_format_is_unchanged():
+    """Parameter names and shapes of every profile: a fingerprint of the checkpoint format
+    (sha256 of the sorted ``name:shape`` lines), computed with the code before the fast paths."""
+    import hashlib
+
+    expected = {"paper": ("b9584d685e51c088", 169), "demo": ("3cc922ee04dd4d56", 169),
+                "smoke": ("a3f7a44b373b3510", 165)}
+    for profile, (digest, count) in expected.items():
+        sd = model.build(config.load(profile)).state_dict()
+        lines = "\n".join(f"{k}:{tuple(v.shape)}" for k, v in sorted(sd.items()))
+        assert (hashlib.sha256(lines.encode()).hexdigest()[:16], len(sd)) == (digest, count), profile
+
+
+@pytest.mark.parametrize("t,window", [(24, 16), (33, 7), (8, 16)])
+def test_local_attention_forward_only_path_matches_the_reference(t, window):
+    """Without gradients (sampling) the unfold form runs; it must agree with the trained one."""
+    g = torch.Generator().manual_seed(t)
+    q, k, v = (torch.randn(2, 2, t, 8, generator=g) for _ in range(3))
+    with torch.no_grad():
+        fast = local_attention(q, k, v, window)
+    trained = local_attention(q.requires_grad_(), k, v, window)
+    assert torch.allclose(fast, _ref_local_attention(q, k, v, window), atol=ATOL, rtol=RTOL)
+    assert torch.allclose(fast, trained.detach(), atol=ATOL, rtol=RTOL)

@@ -19,8 +19,11 @@ fresh machine with no network. Why this design:
   z-scores each channel, design §2).
 * **Decoding.** The band levels are spread back over the STFT bins by the transposed
   (partition-of-unity) filterbank, i.e. a piecewise-linear interpolation of the band levels
-  across frequency, never negative. Phase comes from 32 iterations of Griffin-Lim started
-  from zero phase, so decoding is deterministic. The result is resampled to 44.1 kHz and
+  across frequency, never negative. Phase comes from 32 iterations of fast Griffin-Lim
+  (Perraudin et al. 2013: momentum 0.99) started from zero phase, so decoding is
+  deterministic; each iteration is one inverse and one forward float32 FFT of all frames at
+  once, with the overlap-add done as four shifted block sums (the hop is a quarter of the
+  window), about twice as fast as a generic STFT round trip. The result is resampled to 44.1 kHz and
   duplicated to stereo. It sounds like a blurred, slightly noisy rendering of the original:
   chords, bass, rhythm and melody are audible; timbre detail and stereo are lost.
 
@@ -47,6 +50,7 @@ WIDE_EDGES_HZ = (1760.0, 2785.0, 4405.0, 6970.0, 11025.0)  # 4 log-spaced bands 
 DB_FLOOR = -80.0  # amplitude floor (dB re full scale) before the log
 DB_OFFSET, DB_SCALE = 50.0, 25.0  # latent = (dB + 50) / 25
 GRIFFIN_LIM_ITERS = 32  # phase reconstruction iterations (deterministic: zero-phase start)
+GRIFFIN_LIM_MOMENTUM = 0.99  # fast Griffin-Lim's momentum (Perraudin et al. 2013)
 PEAK = 0.99  # decoded audio is scaled down if its peak exceeds this
 
 
@@ -154,8 +158,6 @@ class OfflineCodec(Codec):
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
         """Decode ``[64, T']`` latents into ``[2, T' * 2048]`` float32 audio at 44.1 kHz."""
-        import librosa
-
         latents = check_latents(latents, self.latent_channels)
         frames = latents.shape[1]
         db = np.clip(latents * DB_SCALE - DB_OFFSET, DB_FLOOR, 20.0)
@@ -163,10 +165,9 @@ class OfflineCodec(Codec):
         mag = (self._synthesis @ np.maximum(levels, 0.0)) * self._amp_norm  # [2049, T']
         # our frame t is centred at t*HOP + HOP/2. A centred istft puts frame j at j*HOP, so
         # repeat frame 0 in front (covering the first HOP/2 samples) and the last frame behind
-        # (covering the last HOP/2), then shift by HOP/2. init=None: zero phase, deterministic.
+        # (covering the last HOP/2), then shift by HOP/2. Zero-phase start: deterministic.
         mag = np.concatenate([mag[:, :1], mag, mag[:, -1:]], axis=1).astype(np.float32)
-        y = librosa.griffinlim(mag, n_iter=self.griffin_lim_iters, hop_length=HOP, win_length=N_FFT,
-                               n_fft=N_FFT, window="hann", center=True, init=None)
+        y = griffin_lim(mag, self.griffin_lim_iters, self._window)
         y = y[HOP // 2: HOP // 2 + frames * HOP]
         y = soxr.resample(y.astype(np.float32), ANALYSIS_SR, self.sample_rate, quality="HQ")
         y = _fit_length(y, frames * self.samples_per_frame)
@@ -186,6 +187,72 @@ class OfflineCodec(Codec):
         idx = np.arange(N_FFT)[None, :] + (np.arange(frames) * HOP)[:, None]
         seg = x[idx] * self._window  # [T', N_FFT]
         return (np.abs(np.fft.rfft(seg, axis=1)).T / self._amp_norm).astype(np.float32)
+
+
+def griffin_lim(mag: np.ndarray, n_iter: int, window: np.ndarray, hop: int = HOP,
+                momentum: float = GRIFFIN_LIM_MOMENTUM) -> np.ndarray:
+    """Fast Griffin-Lim (Perraudin et al. 2013) from zero phase: ``|STFT|`` ``[F, M]`` → audio.
+
+    The STFT is centred (frame ``m`` centred on sample ``m · hop``, zero padding beyond the
+    ends) with the periodic Hann ``window`` of length ``n_fft = 2 (F − 1)``, a multiple of
+    ``hop``; the result has ``(M − 1) · hop`` samples. Each iteration projects the current
+    spectrogram on the consistent ones (inverse FFT of every frame, windowed overlap-add
+    normalised by the summed squared window, re-framing, forward FFT), extrapolates by
+    ``momentum`` and keeps only the phase. Float32 FFTs over all frames at once
+    (``scipy.fft``, on torch's thread count); the overlap-add is ``n_fft / hop`` shifted sums
+    of ``hop``-long blocks.
+    """
+    import scipy.fft
+    import torch
+
+    f, m = mag.shape
+    n_fft = 2 * (f - 1)
+    k = n_fft // hop
+    if n_fft % hop or len(window) != n_fft:
+        raise ValueError(f"griffin_lim: expected a window of {n_fft} samples and a hop dividing it, "
+                         f"found window {len(window)}, hop {hop}")
+    workers = max(1, torch.get_num_threads())
+    window = np.asarray(window, np.float32)
+    half = n_fft // 2
+    # 1 / Σ w² over the overlap-add buffer; the centring pads (first and last n_fft/2
+    # samples) are zeroed, as cutting them and padding zeros again would do
+    wsq = np.zeros((m + k - 1, hop), np.float32)
+    w2 = (window ** 2).reshape(k, hop)
+    for j in range(k):
+        wsq[j:j + m] += w2[j]
+    wsq = wsq.reshape(-1)
+    tiny = np.finfo(np.float32).tiny
+    inv_wsq = np.where(wsq > tiny, 1.0 / np.maximum(wsq, tiny), 1.0).astype(np.float32)
+    inv_wsq[:half] = 0.0
+    inv_wsq[len(inv_wsq) - half:] = 0.0
+    mag_t = np.ascontiguousarray(mag.T, dtype=np.float32)  # [M, F]: frames contiguous
+
+    def synthesise(spec: np.ndarray) -> np.ndarray:  # [M, F] -> normalised buffer [(M + k - 1) hop]
+        frames = scipy.fft.irfft(spec, n=n_fft, axis=-1, workers=workers).astype(np.float32, copy=False)
+        frames *= window
+        blocks = frames.reshape(m, k, hop)
+        buf = np.zeros((m + k - 1, hop), np.float32)
+        for j in range(k):
+            buf[j:j + m] += blocks[:, j]
+        buf = buf.reshape(-1)
+        buf *= inv_wsq
+        return buf
+
+    def analyse(buf: np.ndarray) -> np.ndarray:  # buffer -> [M, F]
+        blocks = buf.reshape(m + k - 1, hop)
+        frames = np.lib.stride_tricks.sliding_window_view(blocks, k, axis=0)[:m]  # [M, hop, k]
+        frames = frames.transpose(0, 2, 1).reshape(m, n_fft) * window
+        return scipy.fft.rfft(frames, axis=-1, workers=workers).astype(np.complex64, copy=False)
+
+    angles = np.ones(mag_t.shape, np.complex64)
+    rebuilt = np.zeros(mag_t.shape, np.complex64)
+    c = momentum / (1.0 + momentum)
+    for _ in range(int(n_iter)):
+        previous = rebuilt
+        rebuilt = analyse(synthesise(mag_t * angles))
+        angles = rebuilt - c * previous
+        angles /= np.abs(angles) + 1e-16
+    return synthesise(mag_t * angles)[half: half + (m - 1) * hop]
 
 
 def _fit_length(y: np.ndarray, n: int) -> np.ndarray:

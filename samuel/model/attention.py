@@ -1,15 +1,73 @@
 """Soft alignment attention (paper §IV-B, eq. 1-3) and rotary position embeddings.
 
-Book: notebook 03, "Soft alignment attention".
-
 No transformer MLP and no LayerNorm (paper §II-B): Q, K, V and the output are pointwise
 (kernel-1) convolutional projections, and the block is residual.
+
+Layout: the projections are computed as one matrix product per input straight into
+``[B, T, H·D]`` memory and viewed as ``[B, H, T, D]``, the layout that the fused CPU
+attention kernel reads without a copy (stride 1 on ``D``) and writes its output in; the
+output projection reads that layout back with a transposed matrix product. The parameters
+are still the ``Conv1d`` weights ``[out, in, 1]``, so checkpoints are unchanged; only the
+order of memory passes differs from the literal convolutions (equal to float rounding).
+
+Book: notebook 03, "Soft alignment attention".
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+_ROPE_CACHE: dict = {}
+_BAND_CACHE: dict = {}
+
+
+def _rope_tables(positions: Tensor, d: int, base: float, dtype) -> tuple[Tensor, Tensor]:
+    """``cos, sin [T, D/2]`` of RoPE's angles; cached for the plain ``arange`` positions."""
+    t = positions.shape[0]
+    plain = positions.dtype == torch.int64 and not positions.requires_grad
+    key = (t, d, base, str(positions.device), dtype)
+    if plain and key in _ROPE_CACHE:
+        cached_pos, cos, sin = _ROPE_CACHE[key]
+        if torch.equal(cached_pos, positions):
+            return cos, sin
+    half = d // 2
+    freqs = base ** (-torch.arange(half, device=positions.device, dtype=torch.float32) * 2 / d)
+    angles = positions.to(torch.float32)[:, None] * freqs[None, :]  # [T, D/2]
+    cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
+    if plain:
+        if len(_ROPE_CACHE) > 64:
+            _ROPE_CACHE.clear()
+        _ROPE_CACHE[key] = (positions.clone(), cos, sin)
+    return cos, sin
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """``[x1 cos − x2 sin, x1 sin + x2 cos]`` for the halves ``x1, x2`` of the last dimension."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    lo, hi = out[..., :half], out[..., half:]
+    torch.mul(x1, cos, out=lo)
+    lo.addcmul_(x2, sin, value=-1.0)
+    torch.mul(x1, sin, out=hi)
+    hi.addcmul_(x2, cos)
+    return out
+
+
+class _Rope(torch.autograd.Function):
+    """The rotation with its exact adjoint as the backward (the rotation by −angle): one
+    pass each way instead of autograd's slices, products and sums."""
+
+    @staticmethod
+    def forward(ctx, x, cos, sin):
+        ctx.save_for_backward(cos, sin)
+        return _rotate(x, cos, sin)
+
+    @staticmethod
+    def backward(ctx, grad):
+        cos, sin = ctx.saved_tensors
+        return _rotate(grad, cos, -sin), None, None
 
 
 def rope(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
@@ -18,13 +76,106 @@ def rope(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
     Channel pairs ``(i, i + D/2)`` are rotated by ``pos · base^(-2i/D)``, so that
     ``<rope(q, m), rope(k, n)>`` depends on ``m - n`` only.
     """
-    d = x.shape[-1]
-    half = d // 2
-    freqs = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) * 2 / d)
-    angles = positions.to(torch.float32)[:, None] * freqs[None, :]  # [T, D/2]
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    cos, sin = _rope_tables(positions, x.shape[-1], base, x.dtype)
+    return _Rope.apply(x, cos, sin)
+
+
+def _band(window: int, block: int, device) -> Tensor:
+    """``[block, 2·block]`` True where query ``r`` of a block sees key ``j`` of its span."""
+    key = (window, block, str(device))
+    if key not in _BAND_CACHE:
+        r = torch.arange(block, device=device)[:, None]
+        j = torch.arange(2 * block, device=device)[None, :]
+        _BAND_CACHE[key] = (j >= r) & (j < r + window)
+    return _BAND_CACHE[key]
+
+
+def _blocks(x: Tensor, left: int, length: int, n: int, window: int) -> Tensor:
+    """``x [B,H,T,D]`` zero-padded by ``left`` in front to ``length`` frames, as ``[n, window, D]``."""
+    b, h, t, d = x.shape
+    out = x.new_empty(b, h, length, d)  # zero only the pads: no fill of the whole buffer
+    out[:, :, :left].zero_()
+    out[:, :, left:left + t].copy_(x)
+    out[:, :, left + t:].zero_()
+    return out.view(n, window, d)
+
+
+class _LocalAttention(torch.autograd.Function):
+    """Eq. 1 on blocks, with a hand-written backward.
+
+    Rows (batch × head) are cut into ``nb + 1`` blocks of ``window`` frames and laid end to
+    end (``n`` blocks in all); block ``i`` of the queries sees blocks ``i`` and ``i + 1`` of the
+    padded keys, which are the views ``kb[:-1]`` and ``kb[1:]``, so no window is copied. The
+    pairs that straddle two rows (the extra last block of each row) are computed and dropped.
+    The backward writes the gradients of both views straight into one buffer.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, window, block):
+        with torch.autocast(q.device.type, enabled=False):  # in q's dtype, softmax in float32
+            return _LocalAttention._forward(ctx, q, k.to(q.dtype), v.to(q.dtype), window, block)
+
+    @staticmethod
+    def _forward(ctx, q, k, v, window, block):
+        b, h, t, d = q.shape
+        left = window // 2
+        mask = ~_band(window, block, q.device)
+        window = block  # from here on: the block length
+        nb = -(-t // window)
+        length = (nb + 1) * window
+        n = b * h * (nb + 1)
+        scale = d ** -0.5
+        qb = _blocks(q, 0, length, n, window)[:-1]
+        kb, vb = _blocks(k, left, length, n, window), _blocks(v, left, length, n, window)
+        scores = torch.empty(n - 1, window, 2 * window, dtype=q.dtype, device=q.device)
+        torch.bmm(qb, kb[:-1].transpose(1, 2), out=scores[..., :window])
+        torch.bmm(qb, kb[1:].transpose(1, 2), out=scores[..., window:])
+        scores.mul_(scale).masked_fill_(mask, float("-inf"))
+        low = q.dtype in (torch.float16, torch.bfloat16)  # softmax in float32 then, as autocast does
+        p = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype) if low else scores.softmax(dim=-1)
+        out = torch.empty(n, window, d, dtype=q.dtype, device=q.device)
+        torch.bmm(p[..., :window], vb[:-1], out=out[:-1])
+        out[:-1].baddbmm_(p[..., window:], vb[1:])
+        ctx.save_for_backward(qb, kb, vb, p)
+        ctx.geometry = (b, h, t, d, window, left, nb, n, scale)
+        return out.view(b, h, length, d)[:, :, :t]
+
+    @staticmethod
+    def backward(ctx, grad):
+        qb = ctx.saved_tensors[0]
+        with torch.autocast(qb.device.type, enabled=False):
+            return _LocalAttention._backward(ctx, grad.to(qb.dtype))
+
+    @staticmethod
+    def _backward(ctx, grad):
+        qb, kb, vb, p = ctx.saved_tensors
+        b, h, t, d, window, left, nb, n, scale = ctx.geometry
+        length = (nb + 1) * window
+        g = _blocks(grad, 0, length, n, window)[:-1]  # [n-1, window, D]
+        p0, p1 = p[..., :window], p[..., window:]
+        # values: block i + 1 of vb gets p1ᵀ g from query block i, block i gets p0ᵀ g
+        dvb = torch.empty(n, window, d, dtype=grad.dtype, device=grad.device)
+        torch.bmm(p0.transpose(1, 2), g, out=dvb[:-1])
+        dvb[-1].zero_()
+        dvb[1:].baddbmm_(p1.transpose(1, 2), g)
+        # softmax: dS = P ⊙ (dP − Σ_j dP P)
+        dp = torch.empty_like(p)
+        torch.bmm(g, vb[:-1].transpose(1, 2), out=dp[..., :window])
+        torch.bmm(g, vb[1:].transpose(1, 2), out=dp[..., window:])
+        ds = p * (dp - (dp * p).sum(dim=-1, keepdim=True))
+        ds.mul_(scale)
+        ds0, ds1 = ds[..., :window], ds[..., window:]
+        dqb = torch.empty(n, window, d, dtype=grad.dtype, device=grad.device)  # last block unused
+        torch.bmm(ds0, kb[:-1], out=dqb[:-1])
+        dqb[:-1].baddbmm_(ds1, kb[1:])
+        dkb = torch.empty(n, window, d, dtype=grad.dtype, device=grad.device)
+        torch.bmm(ds0.transpose(1, 2), qb, out=dkb[:-1])
+        dkb[-1].zero_()
+        dkb[1:].baddbmm_(ds1.transpose(1, 2), qb)
+        dq = dqb.view(b, h, length, d)[:, :, :t]
+        dk = dkb.view(b, h, length, d)[:, :, left:left + t]
+        dv = dvb.view(b, h, length, d)[:, :, left:left + t]
+        return dq, dk, dv, None, None
 
 
 def local_attention(q: Tensor, k: Tensor, v: Tensor, window: int) -> Tensor:
@@ -34,27 +185,34 @@ def local_attention(q: Tensor, k: Tensor, v: Tensor, window: int) -> Tensor:
     ``window`` slots; padded slots carry a zero key (logit 0) and a zero value. No positional
     embedding. Shapes ``[B,H,T,D]``.
 
-    Computed blockwise: queries in blocks of ``window`` frames share a span of
-    ``2·window − 1`` keys, so the scores are one batched matmul ``[.., window, 2·window−1]``
-    with a band mask, instead of ``T × T`` scores or ``window`` separate passes.
+    Computed blockwise: queries in blocks of ``window`` frames share a span of two blocks
+    of the padded keys, so the scores are batched matmuls ``[.., window, 2·window]`` with a
+    band mask, instead of ``T × T`` scores or ``window`` separate passes (see
+    :class:`_LocalAttention` for the memory layout and the backward).
     """
+    window = int(window)
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        return _LocalAttention.apply(q, k, v, window, window)
+    return _local_attention_unfold(q, k, v, window)
+
+
+def _local_attention_unfold(q: Tensor, k: Tensor, v: Tensor, window: int) -> Tensor:
+    """The forward-only form (sampling): a span of ``2·window − 1`` keys per query block,
+    cut from the padded keys by ``unfold`` (a view). Its forward is the cheapest, but its
+    backward is not, hence :class:`_LocalAttention` when gradients are needed."""
     b, h, t, d = q.shape
     left = window // 2
     right = window - left - 1
-    nb = -(-t // window)  # blocks of queries
-    extra = nb * window - t  # pad T up to a whole number of blocks (those queries are dropped)
+    nb = -(-t // window)
+    extra = nb * window - t
     span = 2 * window - 1
     qb = F.pad(q, (0, 0, 0, extra)).view(b, h, nb, window, d)
-    kp = F.pad(k, (0, 0, left, right + extra))  # [B,H,T+window-1+extra,D]
-    vp = F.pad(v, (0, 0, left, right + extra))
-    kw = kp.unfold(2, span, window)  # [B,H,nb,D,span]
-    vw = vp.unfold(2, span, window)
+    kw = F.pad(k, (0, 0, left, right + extra)).unfold(2, span, window)  # [B,H,nb,D,span]
+    vw = F.pad(v, (0, 0, left, right + extra)).unfold(2, span, window)
     scores = torch.matmul(qb, kw) * d ** -0.5  # [B,H,nb,window,span]
-    r = torch.arange(window, device=q.device)[:, None]
-    j = torch.arange(span, device=q.device)[None, :]
-    band = (j >= r) & (j < r + window)  # query r of a block sees block keys r … r+window-1
+    band = _band(window, window, q.device)[:, :span]
     p = scores.masked_fill(~band, float("-inf")).softmax(dim=-1)
-    out = torch.matmul(p, vw.transpose(-1, -2))  # [B,H,nb,window,D]
+    out = torch.matmul(p.to(vw.dtype), vw.transpose(-1, -2))  # [B,H,nb,window,D]
     return out.reshape(b, h, nb * window, d)[:, :, :t]
 
 
@@ -82,6 +240,14 @@ def mix_weights(sqrt_alpha_bar: Tensor, mix: str = "paper") -> tuple[Tensor, Ten
     raise ValueError(f"unknown mix {mix!r}: expected 'paper' or 'reversed'")
 
 
+def _pointwise(conv: nn.Conv1d, x: Tensor) -> Tensor:
+    """A kernel-1 ``conv`` of ``x [B,C,T]`` computed as ``[B, T, out]`` (time-major memory)."""
+    b = x.shape[0]
+    w = conv.weight[:, :, 0].t()  # [in, out]
+    # a batched product reads x [B, C, T] as column-major [T, C] matrices: no copy is made or kept
+    return torch.baddbmm(conv.bias, x.transpose(1, 2), w.expand(b, -1, -1))
+
+
 class SoftAlignmentAttention(nn.Module):
     """Cross- (or self-) attention whose context mixes a local and a global branch (eq. 3).
 
@@ -103,18 +269,18 @@ class SoftAlignmentAttention(nn.Module):
         nn.init.zeros_(self.to_out.weight)  # starts as the identity (residual)
         nn.init.zeros_(self.to_out.bias)
 
-    def _split(self, x: Tensor) -> Tensor:  # [B, H*D, T] -> [B, H, T, D]
-        b, _, t = x.shape
-        # contiguous: SDPA's fused (flash) CPU kernel needs stride 1 on the last dimension;
-        # without it PyTorch falls back to the math path, ~3x slower at T = 1024
-        return x.view(b, self.heads, self.head_dim, t).transpose(2, 3).contiguous()
+    def _split(self, x: Tensor) -> Tensor:  # [B, T, H*D] -> [B, H, T, D] (a view, D stride 1)
+        b, t, _ = x.shape
+        return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)
 
     def _merge(self, x: Tensor) -> Tensor:  # [B, H, T, D] -> [B, H*D, T]
         b, h, t, d = x.shape
-        return x.transpose(2, 3).reshape(b, h * d, t)
+        return x.transpose(1, 2).reshape(b, t, h * d).transpose(1, 2)
 
     def qkv(self, x: Tensor, ctx: Tensor):
-        return self._split(self.to_q(x)), self._split(self.to_k(ctx)), self._split(self.to_v(ctx))
+        """Queries, keys and values ``[B, H, T, D]`` (views of time-major memory)."""
+        return (self._split(_pointwise(self.to_q, x)), self._split(_pointwise(self.to_k, ctx)),
+                self._split(_pointwise(self.to_v, ctx)))
 
     def branches(self, x: Tensor, ctx: Tensor) -> tuple[Tensor, Tensor]:
         """The local and global contexts ``[B, H*D, T]`` before mixing (for tests and plots)."""
@@ -123,7 +289,14 @@ class SoftAlignmentAttention(nn.Module):
                 self._merge(global_attention(q, k, v)))
 
     def forward(self, x: Tensor, ctx: Tensor, sqrt_alpha_bar: Tensor) -> Tensor:
-        local, glob = self.branches(x, ctx)
+        q, k, v = self.qkv(x, ctx)
+        b, h, t, d = q.shape
+        local = local_attention(q, k, v, self.window).transpose(1, 2)  # [B, T, H, D]
+        glob = global_attention(q, k, v).transpose(1, 2)
         w_global, w_local = mix_weights(sqrt_alpha_bar.to(x.dtype), self.mix)
-        context = w_global[:, None, None] * glob + w_local[:, None, None] * local  # eq. 3
-        return x + self.to_out(context)
+        context = torch.addcmul(glob * w_global[:, None, None, None], local,
+                                w_local[:, None, None, None])  # eq. 3, [B, T, H, D]
+        context = context.reshape(b, t, h * d)
+        w = self.to_out.weight[:, :, 0]  # [dim, H*D]
+        out = torch.baddbmm(self.to_out.bias[None, :, None], w.expand(b, -1, -1), context.transpose(1, 2))
+        return x + out

@@ -43,6 +43,20 @@ class FiLM(nn.Module):
         gamma, beta = self.proj(temb)[:, :, None].chunk(2, dim=1)
         return h * (1 + gamma) + beta
 
+    def after_norm(self, h: Tensor, norm: nn.GroupNorm, temb: Tensor) -> Tensor:
+        """``self(norm(h), temb)`` in one pass over ``h`` after the normalisation.
+
+        GroupNorm's affine ``x̂ w + b`` followed by FiLM's ``(1 + γ)`` and ``β`` is one affine
+        map per (example, channel): ``x̂ · w (1 + γ) + (b (1 + γ) + β)``; the small
+        ``[B, C, 1]`` factors are formed first, then applied to ``x̂`` with one ``addcmul``.
+        """
+        gamma, beta = self.proj(temb)[:, :, None].chunk(2, dim=1)
+        scale = 1 + gamma
+        shift = torch.addcmul(beta, norm.bias[None, :, None], scale)
+        scale = norm.weight[None, :, None] * scale
+        xhat = F.group_norm(h, norm.num_groups, None, None, norm.eps)
+        return torch.addcmul(shift, xhat, scale)
+
 
 class ResBlock(nn.Module):
     """Two convolutions, GroupNorm + SiLU, one FiLM layer, residual (paper §IV-A, design §4).
@@ -62,7 +76,7 @@ class ResBlock(nn.Module):
 
     def forward(self, x: Tensor, temb: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.film(self.norm2(h), temb)))
+        h = self.conv2(F.silu(self.film.after_norm(h, self.norm2, temb)))
         s = F.avg_pool1d(x, 2) if self.down else x
         return self.skip(s) + h
 

@@ -1,0 +1,66 @@
+"""``samuel bench generate|codec``: the structure of what they print, at a tiny size (no timing bounds)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from samuel import bench, cli
+from samuel.generate import STAGES
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _positive(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+def test_bench_generate_reports_every_stage_with_a_random_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAMUEL_RUNS", str(tmp_path / "runs"))  # no checkpoint there
+    r = bench.bench_generate(seconds=3.0, profile="smoke", threads=1, steps=2)
+    assert set(r["stages"]) == set(STAGES)
+    for k in ("load", "encode", "sample", "decode", "write", "mix"):
+        assert _positive(r["stages"][k]), (k, r["stages"][k])
+    assert r["total_s"] == pytest.approx(sum(r["stages"].values()))
+    assert _positive(r["realtime_factor"]) and r["audio_seconds"] == pytest.approx(3.0)
+    assert "randomly initialised smoke-size model" in r["checkpoint"]
+    assert r["threads"] == 1 and r["steps"] == 2 and r["windows"] >= 1
+    assert isinstance(r["meets"], bool) and r["target_total_s"] == bench.GENERATE_TARGET_S
+    text = bench.format_generate(r)
+    for k in STAGES:
+        assert any(line.split()[0] == k for line in text.splitlines()[2:]), k
+    assert "total" in text and "randomly initialised" in text
+    assert torch.get_num_threads() == 1  # restored
+
+
+def test_bench_generate_json_from_the_command_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SAMUEL_RUNS", str(tmp_path / "runs"))
+    rc = cli.main(["bench", "generate", "--profile", "smoke", "--seconds", "2", "--threads", "1", "--json"])
+    assert rc in (0, None)
+    r = json.loads(capsys.readouterr().out)
+    assert set(r["stages"]) == set(STAGES) and all(_positive(v) for v in r["stages"].values())
+    assert _positive(r["total_s"]) and r["profile"] == "smoke"
+
+
+def test_bench_generate_rejects_a_non_positive_length():
+    with pytest.raises(ValueError, match="positive vocal length"):
+        bench.bench_generate(seconds=0.0, profile="smoke")
+
+
+def test_bench_codec_json_has_positive_timings_and_metrics(capsys):
+    rc = cli.main(["bench", "codec", "--seconds", "2", "--json"])
+    assert rc in (0, None)
+    r = json.loads(capsys.readouterr().out)
+    for k in ("encode_seconds", "decode_seconds", "audio_seconds", "realtime_factor",
+              "spectral_convergence", "log_spectral_distance_db"):
+        assert _positive(r[k]), (k, r[k])
+    assert -1.0 <= r["chroma_correlation"] <= 1.0 and -1.0 <= r["onset_correlation"] <= 1.0
+    assert r["codec"] == "offline" and r["latent_shape"][0] == 64
