@@ -360,9 +360,6 @@ def bench_gpu(cfg=None, device: str = "cuda", batch_size: int = 16, frames: int 
         ``peak_gb``) and ``seconds`` (the whole check).
     """
     from . import config as config_mod
-    from . import model as model_mod
-    from .codecs.sao import SAOCodec, decode_difference
-    from .diffusion import Schedule, sample_ancestral, sample_fast
 
     if str(device).strip().lower() != "cpu" and not torch.cuda.is_available():
         return {"gpu": None, "reason": NO_GPU}
@@ -379,7 +376,24 @@ def bench_gpu(cfg=None, device: str = "cuda", batch_size: int = 16, frames: int 
     if cuda:
         torch.cuda.empty_cache()
 
-    # sampling one clip, float32 (as `samuel generate` does)
+    res["sample"] = _gpu_sampling(cfg, device, frames, ancestral_steps, progress)
+    if cuda:
+        torch.cuda.empty_cache()
+    res["vae"] = _gpu_vae(cfg, device, vae_seconds, vae_config, half_dtype)
+    if cuda:
+        torch.cuda.empty_cache()
+    res["seconds"] = time.perf_counter() - t_start
+    return res
+
+
+def _gpu_sampling(cfg, device: str, frames: int, ancestral_steps: int | None,
+                  progress: bool) -> dict:
+    """:func:`bench_gpu`'s sampling part: one clip ``[1, 64, frames]`` in float32 (as
+    ``samuel generate`` does) with the fast sampler and the 800-step one (``ancestral_steps``
+    of them run, the rest extrapolated)."""
+    from . import model as model_mod
+    from .diffusion import Schedule, sample_ancestral, sample_fast
+
     torch.manual_seed(cfg.seed)
     m = model_mod.build(cfg).to(device).eval()
     sched = Schedule.from_config(cfg)
@@ -400,16 +414,21 @@ def bench_gpu(cfg=None, device: str = "cuda", batch_size: int = 16, frames: int 
     _, anc_s = _timed(lambda: sample_ancestral(m, sched, (1, c, frames), vocals=voc, cfg_scale=d.cfg_scale,
                                                generator=g, steps=n_steps, progress=progress,
                                                device=device), device)
-    res["sample"] = {"frames": frames, "ancestral_s": anc_s * d.timesteps / n_steps,
-                     "ancestral_steps_run": n_steps, "ancestral_steps": d.timesteps, "fast_s": fast_s,
-                     "fast_sampler": f"{d.fast_sampler} (eta {d.ddim_eta:g}), {d.fast_steps} steps",
-                     "peak_gb": _peak_gb(device)}
-    res["sample"]["fast_speedup"] = res["sample"]["ancestral_s"] / max(fast_s, 1e-12)
-    del m, voc
-    if cuda:
-        torch.cuda.empty_cache()
+    out = {"frames": frames, "ancestral_s": anc_s * d.timesteps / n_steps,
+           "ancestral_steps_run": n_steps, "ancestral_steps": d.timesteps, "fast_s": fast_s,
+           "fast_sampler": f"{d.fast_sampler} (eta {d.ddim_eta:g}), {d.fast_steps} steps",
+           "peak_gb": _peak_gb(device)}
+    out["fast_speedup"] = out["ancestral_s"] / max(fast_s, 1e-12)
+    return out
 
-    # the SAO VAE (random weights) on one clip
+
+def _gpu_vae(cfg, device: str, vae_seconds: float, vae_config: dict | None,
+             half_dtype: str | None) -> dict:
+    """:func:`bench_gpu`'s VAE part: the SAO VAE (random weights) encodes and decodes
+    ``vae_seconds`` of noise, then decodes again in reduced precision."""
+    from .codecs.sao import SAOCodec, decode_difference
+
+    cuda = device.startswith("cuda")
     _reset_peak(device)
     codec = SAOCodec(device=device, config_overrides=dict(vae_config or {}))
     sr = codec.sample_rate
@@ -429,17 +448,12 @@ def bench_gpu(cfg=None, device: str = "cuda", batch_size: int = 16, frames: int 
         half = "bfloat16"
         codec.set_decode_dtype(half)
     low, half_s = _timed(lambda: codec.decode(latents), device)
-    res["vae"] = {"seconds_of_audio": n / sr, "latent_frames": int(latents.shape[1]),
-                  "parameters": sum(p.numel() for p in codec.vae.parameters()),
-                  "chunk_seconds": codec.chunk_seconds, "encode_s": enc_s, "decode_s": dec_s,
-                  "decode_half_s": half_s, "half": decode_difference(ref, low, half),
-                  "peak_gb": _peak_gb(device), "weights": "random (AutoencoderOobleck defaults)"
-                  if not vae_config else f"random {vae_config}"}
-    del codec
-    if cuda:
-        torch.cuda.empty_cache()
-    res["seconds"] = time.perf_counter() - t_start
-    return res
+    return {"seconds_of_audio": n / sr, "latent_frames": int(latents.shape[1]),
+            "parameters": sum(p.numel() for p in codec.vae.parameters()),
+            "chunk_seconds": codec.chunk_seconds, "encode_s": enc_s, "decode_s": dec_s,
+            "decode_half_s": half_s, "half": decode_difference(ref, low, half),
+            "peak_gb": _peak_gb(device), "weights": "random (AutoencoderOobleck defaults)"
+            if not vae_config else f"random {vae_config}"}
 
 
 def format_gpu(r: dict) -> str:

@@ -184,9 +184,16 @@ def cmd_book(args):
 
 
 def parser() -> argparse.ArgumentParser:
+    """The ``samuel`` command line: one sub-command group per builder below."""
     ap = argparse.ArgumentParser(prog="samuel", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
+    for add in (_data_parsers, _model_parsers, _generate_parser, _bench_parser, _book_parsers):
+        add(sub)
+    return ap
 
+
+def _data_parsers(sub) -> None:
+    """``samuel data build|popdb`` and ``samuel synth``."""
     data = sub.add_parser("data", help="the data stage").add_subparsers(dest="action", required=True)
     p = data.add_parser("build", help="song list or offline corpus -> POPDB latents (resumable)")
     _add_profile(p)
@@ -218,6 +225,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=["auto", "fluidsynth", "builtin"])
     p.set_defaults(func=cmd_synth)
 
+
+def _model_parsers(sub) -> None:
+    """``samuel train`` and ``samuel evaluate``."""
     p = sub.add_parser("train", help="train the model (design §5)")
     _add_profile(p)
     p.add_argument("--data", help="POPDB folder with train/ and val/ (default runs/<profile>/data/popdb)")
@@ -240,6 +250,9 @@ def parser() -> argparse.ArgumentParser:
     _add_device(p)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _generate_parser(sub) -> None:
+    """``samuel generate``: its arguments are :func:`samuel.generate.generate`'s."""
     p = sub.add_parser("generate", help="vocal file -> accompaniment (and mix)")
     p.add_argument("vocals", help="the vocal: any common audio file, any rate, mono or stereo")
     p.add_argument("-o", "--out", required=True, help="the accompaniment to write (.wav/.flac/.ogg)")
@@ -258,6 +271,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_generate)
 
+
+def _bench_parser(sub) -> None:
+    """``samuel bench model|codec|generate|gpu``."""
     p = sub.add_parser("bench", help="benchmarks that print numbers")
     p.add_argument("what", choices=["model", "codec", "generate", "gpu"],
                    help="model: the U-Net (CPU targets); codec: the offline codec; generate: "
@@ -272,6 +288,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
+
+def _book_parsers(sub) -> None:
+    """``samuel book run|check|links``."""
     book = sub.add_parser("book", help="the book").add_subparsers(dest="action", required=True)
     p = book.add_parser("run", help="execute the notebooks in order with papermill, then build the HTML")
     _add_profile(p)
@@ -294,7 +313,6 @@ def parser() -> argparse.ArgumentParser:
     p = book.add_parser("links", help="rewrite every badge, Colab link and install cell from the "
                         "repository setting (pyproject.toml [project.urls] Repository), then check")
     p.set_defaults(func=cmd_book_links)
-    return ap
 
 
 def main(argv=None) -> int:
