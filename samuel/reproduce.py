@@ -33,27 +33,30 @@ COMMITTED_DIR = paths.ROOT / "book" / "results"
 # recorded number is rounded to 3 decimals by `record` (ROUNDING), so two runs that agree to
 # rounding can differ by one unit in the last place.
 ROUNDING = 0.001
-# The spread measured between two runs from empty run folders on the same machine (2 cores,
-# `samuel book run --profile P --run-dir <empty>` twice; compared with this module's `check`):
-# the largest absolute difference of any result of the kind. smoke: measured, every result
-# equal (training is deterministic on the CPU: samuel.train._deterministic; the evaluation and
-# the analysis sample from seeded generators). demo: the previous committed run against a
-# new one; None until measured (the tolerance is then the rounding alone).
+# The spread measured between two runs from empty run folders (`samuel book run --profile P
+# --run-dir <empty>` twice; compared with `spread`): the largest absolute difference of any
+# result of the kind. smoke, 2026-12-02: two runs with the same thread count were equal in
+# every result (training is deterministic on the CPU: samuel.train._deterministic; the
+# evaluation and the analysis sample from seeded generators); one run on 1 thread against one
+# on 2 threads (OMP_NUM_THREADS), our stand-in for another machine's rounding, differed by up to
+# 0.011 in the evaluation's means (beat salience of the shuffled baseline) and 0.001 in the
+# codec table, with every loss, boundary and boolean equal. CI runs 2 threads, as the committed
+# smoke results were made. demo: see the entry.
 MEASURED_SPREAD: dict[str, dict[str, Optional[float]]] = {
-    "smoke": {"loss": 0.0, "fit": 0.0, "codec": 0.0, "boundary": 0.0, "exact": 0.0},
+    "smoke": {"loss": 0.0, "fit": 0.011, "codec": 0.001, "boundary": 0.0, "exact": 0.0},
     "demo": {"loss": None, "fit": None, "codec": None, "boundary": None, "exact": None},  # <<SPREAD>>
 }
 SAFETY = 2.0  # a tolerance is twice the measured spread, and never below the rounding
 # Kinds of result, by name (first match wins). "time": seconds and the device, which are the
 # machine's and are not compared. "loss": training and validation losses (a sum over many
 # float ops: the first thing to move if a kernel rounds differently). "fit": the evaluation's
-# means (chroma, key, beat, frechet, fad), each a mean over clips sampled from seeded noise.
+# means (chroma, key, beat, frechet, fad) and APA, each over clips sampled from seeded noise.
 # "codec": notebook 02's round-trip metrics. "boundary": notebook 05's σ boundary (a timestep:
 # an integer that moves by whole steps when the sampled statistics do). Everything else is
 # counting or closed-form arithmetic ("exact"): rounding only.
 KINDS = (("time", re.compile(r"seconds|(^|_)device$|^device")),
          ("loss", re.compile(r"loss")),
-         ("fit", re.compile(r"^(chroma|key|beat|frechet|fad)_")),
+         ("fit", re.compile(r"^(chroma|key|beat|frechet|fad|apa)_")),
          ("codec", re.compile(r"^mix_")),
          ("boundary", re.compile(r"^boundary_t$")),
          ("exact", re.compile(r"")))
