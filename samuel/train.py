@@ -446,9 +446,9 @@ def train(cfg, data_dir=None, run_dir=None, resume: bool = False, progress: bool
     each process takes the GPU of its ``LOCAL_RANK``. With N processes the batch size is per
     process (see the module docstring).
 
-    The loop is one function (about 100 lines) on purpose: every random draw (rows, timesteps,
-    noise, dropout) happens in this order for a run to resume exactly and to equal the
-    uninterrupted one; the stages around it are :func:`_open_data`, :func:`_optimisation`,
+    The loop stays one function (about 110 lines of code) on purpose: every random draw (rows,
+    timesteps, noise, dropout) happens in this order for a run to resume exactly and to equal
+    the uninterrupted one; the stages around it are :func:`_open_data`, :func:`_optimisation`,
     :func:`validation_loss` and :func:`_save_state`.
     """
     device = device or resolve_device(cfg.device)
