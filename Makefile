@@ -42,9 +42,10 @@ $(VENV)/.aesthetics: $(VENV)/.installed
 
 setup: system $(VENV)/.installed $(VENV)/.aesthetics
 
-# Unit tests (which include the whole book on `smoke`), then nbval re-executes notebooks
-# 01-03 on `demo` and compares their checked outputs with the committed ones. 04-06 train
-# and evaluate two demo models (~15 min), beyond CI's budget: the smoke run checks them.
+# Unit tests (which include the whole book on `smoke`, every recorded result checked against
+# book/results/smoke.json), then nbval re-executes notebooks 01-03 on `demo` and compares their
+# checked outputs with the committed ones. 04-06 train and evaluate two demo models (~45 min),
+# beyond CI's budget: the smoke run checks them; `samuel book check` checks a demo run.
 NBVAL_DEMO := notebooks/01_data_collection.ipynb notebooks/02_vae_encoding.ipynb notebooks/03_model.ipynb
 
 test: setup
