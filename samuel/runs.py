@@ -301,3 +301,14 @@ def evaluate_once(cfg, run: RunPaths, progress: bool = False, **kwargs) -> dict:
                                 out_dir=run.evaluation, progress=progress, **kwargs)
     write_json(stamp_path, arguments)
     return results
+
+
+def data_results(cfg, summary: dict, provenance_: dict, splits: dict) -> dict:
+    """What notebook 01 records (:func:`record`): songs, failures, chunks per split, seconds per
+    chunk, and whether no song is in two splits. ``summary`` is the data build's, ``provenance_``
+    :func:`provenance`'s, ``splits`` :func:`song_splits`'s (split -> song ids)."""
+    songs = [s for ids in splits.values() for s in ids]
+    return {"songs": summary["songs"], "failed": summary["counts"]["failed"],
+            **{f"chunks_{k}": summary["chunks"][k] for k in ("train", "val", "test")},
+            "chunk_seconds": cfg.data.chunk_frames / provenance_["codec"]["frames_per_second"],
+            "splits_disjoint": len(set(songs)) == len(songs)}
