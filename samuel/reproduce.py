@@ -109,7 +109,8 @@ def compact_evaluation(results: Mapping) -> dict:
     for name in ("fast", "ancestral"):
         if isinstance(s.get(name), Mapping):
             s[name] = {k: v for k, v in s[name].items() if k in ("name", "steps", "fit", "seconds_per_clip")}
-    out["samplers"] = {k: v for k, v in s.items() if k not in ("per_clip", "clips")}
+    out["samplers"] = {k: v for k, v in s.items()
+                       if k != "per_clip" and not (k == "clips" and not isinstance(v, int))}
     return out
 
 
