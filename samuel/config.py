@@ -108,6 +108,10 @@ class EvalConfig:
     # test clips scored at most, round-robin over songs; 0 = all. Each costs one decode per
     # condition and ~5 s of CPU features, so the paper profile keeps 200 (ours; Table I used 10)
     max_clips: int = 0
+    # the real-recordings evaluation (samuel/evaluate/real.py): seconds per excerpt (rounded to
+    # whole model windows) and excerpts per song
+    real_seconds: float = 30.0
+    real_per_song: int = 3
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,7 @@ def _smoke() -> Config:
     # Seconds per notebook: what CI's quick checks execute (design §8).
     return Config(
         profile="smoke",
+        eval=EvalConfig(real_seconds=3.0, real_per_song=1),
         model=ModelConfig(channels=(64, 64, 64, 96), heads=2, head_dim=16, time_dim=64,
                           groups=8, window=8),
         diffusion=DiffusionConfig(fast_steps=8),

@@ -31,6 +31,8 @@ from samuel import book, config, runs, show
 # The size of a rehearsal: seconds per notebook on 2 CPU cores. Everything else is `paper`.
 SIZE = {
     "device": "cpu",
+    "eval__real_seconds": 1.0,  # one 0.74 s window per real song
+    "eval__real_per_song": 1,
     "data__chunk_frames": 16,  # 0.74 s clips
     "data__separator": "demucs_unittest",
     "data__val_fraction": 0.2,

@@ -369,8 +369,8 @@ def _excerpts(songs: Sequence[Path], samples: int, per_song: int, seed: int, sr:
     return excerpts, info, skipped
 
 
-def evaluate_real(cfg, checkpoint=None, folder=None, seconds: float = EXCERPT_SECONDS,
-                  per_song: int = PER_SONG, seed: int = 0, steps: int | None = None,
+def evaluate_real(cfg, checkpoint=None, folder=None, seconds: float | None = None,
+                  per_song: int | None = None, seed: int = 0, steps: int | None = None,
                   batch_size: int = 8, codec=None, device: str | None = None,
                   stats: Mapping | None = None, out_dir=None, n_examples: int = 2,
                   progress: bool = True) -> dict:
@@ -384,8 +384,10 @@ def evaluate_real(cfg, checkpoint=None, folder=None, seconds: float = EXCERPT_SE
         checkpoint: a checkpoint folder, a loaded checkpoint, a ``torch.nn.Module`` (then
             ``stats`` is needed), or None for ``runs/<profile>/checkpoint``.
         folder: the songs (default ``$SAMUEL_FOF``, then :data:`FOF_FOLDERS`).
-        seconds: excerpt length, rounded to whole windows of ``data.chunk_frames`` (at least one).
-        per_song: excerpts per song (fewer where the lead plays less).
+        seconds: excerpt length, rounded to whole windows of ``data.chunk_frames`` (at least one;
+            default ``cfg.eval.real_seconds``).
+        per_song: excerpts per song, fewer where the lead plays less (default
+            ``cfg.eval.real_per_song``).
         seed: excerpt choice, noise (batch ``k`` of windows: ``seed + k``, for all conditions)
             and the pairings of the shuffled and chance conditions.
         steps: fast-sampler steps (default ``cfg.diffusion.fast_steps``).
@@ -407,6 +409,9 @@ def evaluate_real(cfg, checkpoint=None, folder=None, seconds: float = EXCERPT_SE
     songs = find_songs(folder)
     if not songs:
         return {"available": False, "reason": unavailable_reason()}
+    ev = getattr(cfg, "eval", None)
+    seconds = float(seconds if seconds is not None else getattr(ev, "real_seconds", EXCERPT_SECONDS))
+    per_song = int(per_song if per_song is not None else getattr(ev, "real_per_song", PER_SONG))
     run = _prepare(cfg, songs, checkpoint, seconds, per_song, seed, steps, batch_size, codec,
                    device, stats, n_examples, progress)
     for stage in (_cut, _encode, _generate, _score, _chance, _extras):
