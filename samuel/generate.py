@@ -69,14 +69,6 @@ class GenerateError(ValueError):
 # --------------------------------------------------------------------------- checkpoint
 
 
-def _shown(path: Path) -> str:
-    """``path`` relative to the repository when it lies inside it (``runs/demo/checkpoint``)."""
-    try:
-        return str(Path(path).resolve().relative_to(paths.ROOT))
-    except ValueError:
-        return str(path)
-
-
 def _check_match(loaded, codec, where: str) -> None:
     from .checkpoint import CheckpointError
 
@@ -227,7 +219,7 @@ def _model_and_codec(checkpoint, codec, device, vae) -> tuple:
     params = list(loaded.model.parameters())
     device = params[0].device if params else device
     folder = getattr(loaded, "folder", None) or (checkpoint if not hasattr(checkpoint, "model") else None)
-    where = _shown(Path(folder)) if folder is not None else "checkpoint"
+    where = paths.shown(folder) if folder is not None else "checkpoint"
     if codec is None or isinstance(codec, str):
         codec = codecs_mod.from_config(loaded.cfg, name=codec, vae=vae or "", device=str(device))
     _check_match(loaded, codec, where)

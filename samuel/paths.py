@@ -11,6 +11,15 @@ ROOT = Path(__file__).resolve().parent.parent  # the repository (or install pref
 DATA = ROOT / "data"  # small bundled inputs
 
 
+def shown(path: str | os.PathLike) -> str:
+    """``path`` relative to the repository when inside it (outputs that read the same anywhere)."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(ROOT.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def runs_dir() -> Path:
     """Generated artefacts; git-ignored. ``SAMUEL_RUNS`` overrides."""
     return Path(os.environ.get("SAMUEL_RUNS", ROOT / "runs"))

@@ -23,13 +23,7 @@ from .runs import WHERE_FIELDS, RunPaths, data_kind, truths
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 
-def shown(path: str | os.PathLike) -> str:
-    """``path`` relative to the repository when inside it (outputs that read the same anywhere)."""
-    path = Path(path)
-    try:
-        return str(path.resolve().relative_to(paths.ROOT.resolve()))
-    except ValueError:
-        return str(path)
+shown = paths.shown  # notebooks call show.shown
 
 
 def config_lines(cfg, sections: Sequence[str] = ("model", "diffusion", "data", "train")) -> str:
