@@ -118,6 +118,33 @@ def plot_mixing(schedule: Schedule, ax=None):
     return ax
 
 
+MIXES = ("paper", "reversed")  # the two readings of eq. 3 the ablation compares (design §4)
+
+
+def ablation_run(cfg, main_run, mix: str):
+    """``(config, RunPaths)`` of the ablation's ``mix`` variant: the main run itself for
+    ``cfg.model.mix``, otherwise ``<root>/ablation/<mix>`` (same data, steps and seed)."""
+    import dataclasses
+
+    c = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, mix=mix))
+    if mix == cfg.model.mix:
+        return c, main_run
+    folder = main_run.root / "ablation" / mix
+    return c, dataclasses.replace(main_run, train=folder, checkpoint=folder / "checkpoint",
+                                  default=False)
+
+
+def train_ablation(cfg, root=None, progress: bool = False) -> list[dict]:
+    """Train the ablation's other variant(s) only (not the main run): what ``samuel book run``
+    starts beside notebook 04 on a multi-core CPU (:func:`samuel.book.side_by_side`), so that
+    :func:`mix_ablation` in notebook 05 finds them finished. Returns their training summaries."""
+    from .runs import run_paths, train_once
+
+    main_run = run_paths(cfg.profile, root)
+    return [train_once(*ablation_run(cfg, main_run, mix), progress=progress)
+            for mix in MIXES if mix != cfg.model.mix]
+
+
 def mix_ablation(cfg, root=None, progress: bool = True, max_clips: Optional[int] = None) -> dict:
     """Train ``cfg`` with ``mix="reversed"`` beside the main (``mix="paper"``) run and compare
     their best validation loss and fit metrics on the test split (design §4's known conflict).
@@ -127,19 +154,14 @@ def mix_ablation(cfg, root=None, progress: bool = True, max_clips: Optional[int]
     (:func:`samuel.runs.evaluate_once`, which notebook 06 then reuses); the reversed one is
     trained with the same data, steps and seed into ``root/ablation/reversed``.
     """
-    import dataclasses
-
     from . import checkpoint as ckpt, evaluate
     from .runs import evaluate_once, run_paths, train_once
 
     main_run = run_paths(cfg.profile, root)
     root = main_run.root
     out = {}
-    for mix in ("paper", "reversed"):
-        c = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, mix=mix))
-        run = main_run if mix == cfg.model.mix else dataclasses.replace(
-            main_run, train=root / "ablation" / mix, checkpoint=root / "ablation" / mix / "checkpoint",
-            default=False)
+    for mix in MIXES:
+        c, run = ablation_run(cfg, main_run, mix)
         train_once(c, run, progress=progress)  # reuses a finished run of the same configuration
         ck_dir = run.checkpoint
         info = ckpt.load_meta(ck_dir).get("info", {})

@@ -32,6 +32,7 @@ Book: "Reproduce it" (running the whole book).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -136,7 +137,9 @@ def run(profile: str = "demo", run_dir: str | os.PathLike | None = None, html: b
     are made absolute, since the notebooks run in ``notebooks/``.
 
     Returns:
-        ``dict(seconds={notebook: s}, total_seconds, executed=folder, html=index or None)``.
+        ``dict(seconds={notebook: s}, side_by_side={what: s}, total_seconds, executed=folder,
+        html=index or None)``; ``side_by_side`` holds the training run beside notebook 04
+        (:func:`side_by_side`), whose seconds overlap 04's.
     """
     t_start = time.perf_counter()
     params = parameters(profile, run_dir=run_dir, seed=seed, overrides=overrides,
@@ -148,20 +151,29 @@ def run(profile: str = "demo", run_dir: str | os.PathLike | None = None, html: b
                and not params["SONGLIST"] and not params["POPDB"])
     seconds: dict[str, float] = {}
     print(f"book: {len(names)} notebook(s), profile {profile!r}, run folder {run.root}")
+    beside, side = None, {}
     for i, name in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {name}", flush=True)
+        if name == TRAINING and ABLATION in names:
+            beside = side_by_side(params, run)
+        if name == ABLATION and beside is not None:
+            side[f"{ABLATION_MODEL} (beside {Path(TRAINING).stem[:2]})"] = beside.wait()
         try:
-            seconds[name] = execute(NOTEBOOK_DIR / name, out_dir / name, params,
-                                    cwd=NOTEBOOK_DIR, progress=progress)
+            with beside.threads() if (beside is not None and name == TRAINING) else _nothing():
+                seconds[name] = execute(NOTEBOOK_DIR / name, out_dir / name, params,
+                                        cwd=NOTEBOOK_DIR, progress=progress)
         except NotebookFailed as err:
             print(f"book: stopped. {err}", file=sys.stderr, flush=True)
             write_json(run.root / "book" / "timings.json", {"seconds": seconds, "failed": name})
             raise
+        finally:
+            if beside is not None and sys.exc_info()[0] is not None:
+                beside.stop()  # the book stopped (a failure, Ctrl-C): so does the training beside
         print(f"      {name}: {seconds[name]:.1f} s", flush=True)
         if publish:
             shutil.copyfile(out_dir / name, NOTEBOOK_DIR / name)
     summary = {"profile": profile, "seconds": {k: round(v, 1) for k, v in seconds.items()},
-               "executed": str(out_dir), "html": None}
+               "side_by_side": side, "executed": str(out_dir), "html": None}
     if html:
         site = paths.ROOT if publish else _stage_site(run, out_dir)
         write_results_page(run, site / "book" / "results.md", profile)
@@ -175,6 +187,98 @@ def run(profile: str = "demo", run_dir: str | os.PathLike | None = None, html: b
     write_json(run.root / "book" / "timings.json", summary)
     _print_summary(summary)
     return summary
+
+
+# ----------------------------------------------------------------------------- side by side
+TRAINING, ABLATION = "04_training.ipynb", "05_sigma_vs_timestep.ipynb"
+ABLATION_MODEL = "05's reversed-mix model"
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield
+
+
+class SideBySide:
+    """The eq. 3 ablation's second model, trained in a subprocess while notebook 04 trains the
+    main one, each on half the CPU threads (:func:`side_by_side`)."""
+
+    def __init__(self, proc: subprocess.Popen, threads: int, log: Path):
+        self.proc, self.n_threads, self.log, self.t0 = proc, threads, log, time.perf_counter()
+
+    @contextlib.contextmanager
+    def threads(self):
+        """Notebook 04's kernel (launched inside) gets the other half of the threads."""
+        before = os.environ.get("OMP_NUM_THREADS")
+        os.environ["OMP_NUM_THREADS"] = str(self.n_threads)
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = before
+
+    def wait(self) -> float:
+        """Wait for the subprocess; its seconds from start to end. A failed one is reported in
+        one line and left to notebook 05, which trains (or resumes) the model itself."""
+        code = self.proc.wait()
+        seconds = round(time.perf_counter() - self.t0, 1)
+        if code != 0:
+            tail = self.log.read_text(errors="replace").strip().splitlines()[-1:] if self.log.exists() else []
+            print(f"      the ablation training beside 04 failed (exit status {code}: "
+                  f"{tail[0] if tail else 'no output'}; log {self.log}); notebook 05 trains it",
+                  flush=True)
+        else:
+            print(f"      ablation model trained beside 04 in {seconds:.1f} s", flush=True)
+        return seconds
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait()
+
+
+def cpu_threads() -> int:
+    """The threads a run may use: ``OMP_NUM_THREADS`` where set, else the CPU count."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return max(1, os.cpu_count() or 1)
+
+
+def side_by_side(params: dict, run: RunPaths) -> Optional[SideBySide]:
+    """Start the eq. 3 ablation's second training beside notebook 04, or return None.
+
+    On a CPU the demo model's training step hardly gets faster from one thread to two (0.26 s
+    and 0.24 s at batch 16, ``samuel bench model --profile demo``), so two trainings of one
+    thread each, side by side, take about the time of one: the book's two trainings (04's main
+    model and 05's reversed-mix model, trained alike) cost one. Only where torch runs on the
+    CPU with at least two threads; on a GPU (and on one thread) notebook 05 trains it after 04,
+    as a reader running the notebooks by hand gets. The subprocess writes the same run folder
+    05 reads (:func:`samuel.analysis.train_ablation`, via :func:`samuel.runs.train_once`: a
+    finished run is reused, an interrupted one resumed), logging to ``<run>/ablation/train.log``.
+    """
+    from . import config, devices
+
+    cfg = config.load(params["PROFILE"], seed=params["SEED"], **params["OVERRIDES"])
+    threads = cpu_threads()
+    if threads < 2 or devices.resolve(cfg.device) != "cpu":
+        return None
+    log = run.root / "ablation" / "train.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    code = ("import json, sys\n"
+            "from samuel import analysis, config\n"
+            "p = json.loads(sys.argv[1])\n"
+            "cfg = config.load(p['PROFILE'], seed=p['SEED'], **p['OVERRIDES'])\n"
+            "analysis.train_ablation(cfg, p['RUN_DIR'] or None)\n")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads // 2)}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(params)], cwd=NOTEBOOK_DIR,
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
+    print(f"      the ablation's second model trains beside 04 ({threads // 2} + "
+          f"{threads - threads // 2} threads; log {log})", flush=True)
+    return SideBySide(proc, threads - threads // 2, log)
 
 
 def parameters(profile: str, run_dir: str | os.PathLike | None = None, seed: int = 0,
@@ -269,6 +373,8 @@ def _print_summary(summary: dict) -> None:
     print("\nnotebook                         seconds")
     for name, s in summary["seconds"].items():
         print(f"  {name:<30} {s:7.1f}")
+    for name, s in summary.get("side_by_side", {}).items():
+        print(f"  {name:<30} {s:7.1f}   (at the same time as 04, not added)")
     print(f"  {'total (with the HTML build)':<30} {summary['total_seconds']:7.1f}")
     if summary.get("html"):
         index = Path(summary["html"])

@@ -48,3 +48,41 @@ def test_whole_book_runs_on_smoke_and_renders(tmp_path):
     assert "# Parameters" not in page and "google.colab" not in page and "NBVAL" not in page
     tables = (html_dir / "book" / "tables.html").read_text()
     assert "Table II" in tables and "<table" in tables
+
+
+def test_side_by_side_only_on_a_multicore_cpu(monkeypatch, tmp_path):
+    """The ablation's second training runs beside notebook 04 only on a CPU with two or more
+    threads; with one thread (or on a GPU) notebook 05 trains it, as by hand."""
+    from samuel import runs
+
+    params = book.parameters("smoke", run_dir=tmp_path / "run")
+    run = runs.run_paths("smoke", params["RUN_DIR"])
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert book.cpu_threads() == 1
+    assert book.side_by_side(params, run) is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert book.cpu_threads() == 4
+    monkeypatch.setenv("OMP_NUM_THREADS", "junk")
+    assert book.cpu_threads() >= 1
+
+
+@pytest.mark.slow
+def test_side_by_side_training_is_the_one_notebook_05_reuses(monkeypatch, tmp_path):
+    """The subprocess trains exactly what notebook 05's mix_ablation would: afterwards
+    train_once finds it finished (reused), with the reversed mix in its checkpoint."""
+    from samuel import analysis, checkpoint, config, runs
+
+    params = book.parameters("smoke", run_dir=tmp_path / "run")
+    run = runs.run_paths("smoke", params["RUN_DIR"])
+    cfg = config.load("smoke")
+    from samuel.data import pipeline
+
+    pipeline.build(cfg, out_dir=run.data)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    beside = book.side_by_side(params, run)
+    assert beside is not None and beside.n_threads >= 1
+    seconds = beside.wait()
+    assert seconds > 0 and beside.proc.returncode == 0, beside.log.read_text()[-2000:]
+    c, ablation = analysis.ablation_run(cfg, run, "reversed")
+    assert checkpoint.load_meta(ablation.checkpoint)["config"]["model"]["mix"] == "reversed"
+    assert runs.train_once(c, ablation)["reused"] is True
