@@ -111,7 +111,7 @@ def _plot_fit(results: Mapping, path: Path) -> None:
         ax.set_title(f"{m} ({kind})", fontsize=9)
         ax.set_ylabel({"chroma": "Pearson r", "key": "MIREX score", "beat": "salience ratio",
                        "frechet": "paired Fréchet distance", "fad": "set Fréchet distance"}[m])
-    fig.suptitle(f"Fit to the vocal, mean and 95 % interval over {results['n_clips']} test clips")
+    fig.suptitle(f"Fit to the vocal, mean and 95 % interval over {results['n_clips']} {_split(results)} clips")
     fig.tight_layout()
     _save_fig(fig, path)
 
@@ -196,6 +196,11 @@ def _vocal_excerpt(wav: Path, offset_s: float, seconds: float, sr: int) -> np.nd
 # --------------------------------------------------------------------------- text
 
 
+def _split(results: Mapping) -> str:
+    """How the tables name the clips' split: "test" (the default) or "validation"."""
+    return {"val": "validation"}.get(results.get("split", "test"), results.get("split", "test"))
+
+
 def _num(x: float) -> str:
     return f"{x:.3f}" if abs(x) < 100 else f"{x:.4g}"
 
@@ -223,7 +228,7 @@ def format_table(results: Mapping) -> str:
 def _fit_lines(results: Mapping) -> list[str]:
     """The header, the fit table (conditions across, metrics down) and the verdicts."""
     s = results["sampler"]
-    lines = [f"Evaluation of profile {results['profile']!r} on {results['n_clips']} test clips "
+    lines = [f"Evaluation of profile {results['profile']!r} on {results['n_clips']} {_split(results)} clips "
              f"of {results['n_songs']} songs ({results['clip_seconds']:.1f} s each), sampler "
              f"{s['name']} ({s['steps']} steps, cfg {s['cfg_scale']:g}), mean [95 % interval]", ""]
     fit, conds, width = results["fit"], [*CONDITIONS, "real"], 29
@@ -377,7 +382,7 @@ def fit_table(results: Mapping) -> Table:
         claim = mark(results["beats_baselines"].get(m)) if m in METRICS else "(not a fit claim)"
         rows.append([f"{m} {arrow}", *(interval(fit.get(c, {}).get(m)) for c in conds), claim])
     return Table(["metric", *conds, "conditioned beats both"], rows,
-                 caption=f"Fit to the vocal on {results['n_clips']} test clips of "
+                 caption=f"Fit to the vocal on {results['n_clips']} {_split(results)} clips of "
                          f"{results['n_songs']} songs: mean [95 % interval]",
                  notes=[f"all four fit claims: {mark(results.get('beats_baselines_all'))}; "
                         "↑ higher is better, ↓ lower; real: the true accompaniment (its frechet "
