@@ -40,10 +40,13 @@ ROUNDING = 0.001
 # evaluation and the analysis sample from seeded generators); one run on 1 thread against one
 # on 2 threads (OMP_NUM_THREADS), our stand-in for another machine's rounding, differed by up to
 # 0.011 in the evaluation's means (beat salience of the shuffled baseline) and 0.001 in the
-# codec table, with every loss, boundary and boolean equal. CI runs 2 threads, as the committed
-# smoke results were made. demo: see the entry.
+# codec table, with every loss, boundary and boolean equal. Since `samuel book run` trains 04's
+# model on 1 thread beside 05's (samuel.book.side_by_side), a run with that split against the
+# earlier all-2-thread one differed by 0.038 in one mean (key agreement of 4 smoke clips, whose
+# per-clip MIREX scores move in steps of 0.1 or more): the smoke fit spread is that. CI runs 2
+# threads (so the side-by-side split), as the committed smoke results were made. demo: the entry.
 MEASURED_SPREAD: dict[str, dict[str, Optional[float]]] = {
-    "smoke": {"loss": 0.0, "fit": 0.011, "codec": 0.001, "boundary": 0.0, "exact": 0.0},
+    "smoke": {"loss": 0.0, "fit": 0.038, "codec": 0.001, "boundary": 0.0, "exact": 0.0},
     # demo, 2026-12-02: the run committed before (2 threads, the previous kernels and decode)
     # against a fresh run from an empty runs/ (2 threads, today's model kernels, equal to the old
     # within 1e-5, and today's Griffin-Lim): every claim equal; losses up to 0.002, the
