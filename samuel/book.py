@@ -159,7 +159,7 @@ def run(profile: str = "demo", run_dir: str | os.PathLike | None = None, html: b
         if name == ABLATION and beside is not None:
             side[f"{ABLATION_MODEL} (beside {Path(TRAINING).stem[:2]})"] = beside.wait()
         try:
-            with beside.threads() if (beside is not None and name == TRAINING) else _nothing():
+            with beside.threads() if (beside is not None and name == TRAINING) else contextlib.nullcontext():
                 seconds[name] = execute(NOTEBOOK_DIR / name, out_dir / name, params,
                                         cwd=NOTEBOOK_DIR, progress=progress)
         except NotebookFailed as err:
@@ -192,11 +192,6 @@ def run(profile: str = "demo", run_dir: str | os.PathLike | None = None, html: b
 # ----------------------------------------------------------------------------- side by side
 TRAINING, ABLATION = "04_training.ipynb", "05_sigma_vs_timestep.ipynb"
 ABLATION_MODEL = "05's reversed-mix model"
-
-
-@contextlib.contextmanager
-def _nothing():
-    yield
 
 
 class SideBySide:
