@@ -19,11 +19,18 @@ fresh machine with no network. Why this design:
   z-scores each channel, design §2).
 * **Decoding.** The band levels are spread back over the STFT bins by the transposed
   (partition-of-unity) filterbank, i.e. a piecewise-linear interpolation of the band levels
-  across frequency, never negative. Phase comes from 32 iterations of fast Griffin-Lim
-  (Perraudin et al. 2013: momentum 0.99) started from zero phase, so decoding is
-  deterministic; each iteration is one inverse and one forward float32 FFT of all frames at
-  once, with the overlap-add done as four shifted block sums (the hop is a quarter of the
-  window), about twice as fast as a generic STFT round trip. The result is resampled to 44.1 kHz and
+  across frequency, never negative. Phase comes from 28 iterations of fast Griffin-Lim
+  (Perraudin et al. 2013: momentum 0.99) started from a uniformly random phase drawn from a
+  fixed seed, so decoding is deterministic. Against the zero start at 32 iterations it is at
+  least as good on every round-trip metric, both on `samuel bench codec`'s clip (spectral
+  convergence 0.355 vs 0.356, chroma r 0.952 vs 0.949, onset r 0.798 vs 0.793) and on nine
+  30 s synthetic stems (three songs × accompaniment, vocal, mix: 0.497 vs 0.499, 0.927 vs
+  0.926, 0.716 vs 0.710), in 12 % fewer iterations; a random start at 24 or a zero start at 16
+  or 24 loses chroma, a
+  phase-vocoder start (bin-centre frequency advance) is worse than both. Each iteration is one
+  inverse and one forward complex64 FFT of all frames at once in torch, with the overlap-add
+  done as four shifted block sums (the hop is a quarter of the window) into buffers allocated
+  once. The result is resampled to 44.1 kHz and
   duplicated to stereo. It sounds like a blurred, slightly noisy rendering of the original:
   chords, bass, rhythm and melody are audible; timbre detail and stereo are lost.
 
@@ -49,7 +56,9 @@ SEMITONE_BANDS = 60  # MIDI 33..92 (A1 55 Hz .. G#6 1661 Hz)
 WIDE_EDGES_HZ = (1760.0, 2785.0, 4405.0, 6970.0, 11025.0)  # 4 log-spaced bands up to Nyquist
 DB_FLOOR = -80.0  # amplitude floor (dB re full scale) before the log
 DB_OFFSET, DB_SCALE = 50.0, 25.0  # latent = (dB + 50) / 25
-GRIFFIN_LIM_ITERS = 32  # phase reconstruction iterations (deterministic: zero-phase start)
+GRIFFIN_LIM_ITERS = 28  # phase reconstruction iterations
+GRIFFIN_LIM_INIT = "random"  # the starting phase: "random" (seeded: PHASE_SEED) or "zero"
+PHASE_SEED = 0  # the random starting phase's seed: decoding is deterministic
 GRIFFIN_LIM_MOMENTUM = 0.99  # fast Griffin-Lim's momentum (Perraudin et al. 2013)
 PEAK = 0.99  # decoded audio is scaled down if its peak exceeds this
 
@@ -165,9 +174,9 @@ class OfflineCodec(Codec):
         mag = (self._synthesis @ np.maximum(levels, 0.0)) * self._amp_norm  # [2049, T']
         # our frame t is centred at t*HOP + HOP/2. A centred istft puts frame j at j*HOP, so
         # repeat frame 0 in front (covering the first HOP/2 samples) and the last frame behind
-        # (covering the last HOP/2), then shift by HOP/2. Zero-phase start: deterministic.
+        # (covering the last HOP/2), then shift by HOP/2. A seeded phase start: deterministic.
         mag = np.concatenate([mag[:, :1], mag, mag[:, -1:]], axis=1).astype(np.float32)
-        y = griffin_lim(mag, self.griffin_lim_iters, self._window)
+        y = griffin_lim(mag, self.griffin_lim_iters, self._window, init=GRIFFIN_LIM_INIT)
         y = y[HOP // 2: HOP // 2 + frames * HOP]
         y = soxr.resample(y.astype(np.float32), ANALYSIS_SR, self.sample_rate, quality="HQ")
         y = _fit_length(y, frames * self.samples_per_frame)
@@ -177,32 +186,47 @@ class OfflineCodec(Codec):
         return np.stack([y, y]).astype(np.float32)
 
     def _stft_magnitude(self, mono: np.ndarray, frames: int) -> np.ndarray:
-        """``|STFT|`` ``[2049, frames]`` with frame t centred at ``t * HOP + HOP / 2``."""
+        """``|STFT|`` ``[2049, frames]`` with frame t centred at ``t * HOP + HOP / 2``.
+
+        Float32 FFTs of all frames at once in torch (on its thread count; numpy's are
+        single-threaded and six times slower here); ``|z|`` from the real view (torch's complex
+        ``abs`` is the slow path on the CPU)."""
+        import torch
+
         total = frames * HOP
         offset = N_FFT // 2 - HOP // 2  # mono sample m sits at x[m + offset]
         x = np.zeros(total + N_FFT, dtype=np.float32)
         n = min(len(mono), total)
         x[offset: offset + n] = mono[:n]
-        # frame t reads x[t*HOP : t*HOP + N_FFT], centred on mono sample t*HOP + HOP/2
-        idx = np.arange(N_FFT)[None, :] + (np.arange(frames) * HOP)[:, None]
-        seg = x[idx] * self._window  # [T', N_FFT]
-        return (np.abs(np.fft.rfft(seg, axis=1)).T / self._amp_norm).astype(np.float32)
+        with torch.no_grad():
+            # frame t reads x[t*HOP : t*HOP + N_FFT], centred on mono sample t*HOP + HOP/2
+            seg = torch.from_numpy(x).unfold(0, N_FFT, HOP)[:frames] * torch.from_numpy(self._window)
+            z = torch.view_as_real(torch.fft.rfft(seg, dim=-1))  # [T', 2049, 2]
+            mag = z[..., 0].square().addcmul_(z[..., 1], z[..., 1]).sqrt_().div_(float(self._amp_norm))
+        return mag.T.contiguous().numpy()
 
 
 def griffin_lim(mag: np.ndarray, n_iter: int, window: np.ndarray, hop: int = HOP,
-                momentum: float = GRIFFIN_LIM_MOMENTUM) -> np.ndarray:
-    """Fast Griffin-Lim (Perraudin et al. 2013) from zero phase: ``|STFT|`` ``[F, M]`` → audio.
+                momentum: float = GRIFFIN_LIM_MOMENTUM, init: str = "zero") -> np.ndarray:
+    """Fast Griffin-Lim (Perraudin et al. 2013): ``|STFT|`` ``[F, M]`` → audio.
 
     The STFT is centred (frame ``m`` centred on sample ``m · hop``, zero padding beyond the
     ends) with the periodic Hann ``window`` of length ``n_fft = 2 (F − 1)``, a multiple of
     ``hop``; the result has ``(M − 1) · hop`` samples. Each iteration projects the current
     spectrogram on the consistent ones (inverse FFT of every frame, windowed overlap-add
     normalised by the summed squared window, re-framing, forward FFT), extrapolates by
-    ``momentum`` and keeps only the phase. Float32 FFTs over all frames at once
-    (``scipy.fft``, on torch's thread count); the overlap-add is ``n_fft / hop`` shifted sums
-    of ``hop``-long blocks.
+    ``momentum`` and keeps only the phase. ``init``: the starting phase, ``"zero"`` (librosa's
+    ``init=None``) or ``"random"`` (uniform on [0, 2π), drawn from :data:`PHASE_SEED` by torch's
+    CPU generator, the same on every machine).
+
+    Computed with torch on its thread count, float32 / complex64 throughout: torch's FFTs of
+    all frames at once are about four times faster here than scipy's, and every elementwise
+    pass runs on all threads. Two passes are arranged for speed, not changed in what they
+    compute: the overlap-add is ``n_fft / hop`` shifted sums of ``hop``-long blocks (and the
+    re-framing ``n_fft / hop`` contiguous block copies, each times its slice of the window), and
+    ``|S| · z / |z|`` is formed on the real view of ``z`` (a real-by-complex product in torch
+    promotes the real factor to complex first, four times slower).
     """
-    import scipy.fft
     import torch
 
     f, m = mag.shape
@@ -211,48 +235,79 @@ def griffin_lim(mag: np.ndarray, n_iter: int, window: np.ndarray, hop: int = HOP
     if n_fft % hop or len(window) != n_fft:
         raise ValueError(f"griffin_lim: expected a window of {n_fft} samples and a hop dividing it, "
                          f"found window {len(window)}, hop {hop}")
-    workers = max(1, torch.get_num_threads())
-    window = np.asarray(window, np.float32)
     half = n_fft // 2
-    # 1 / Σ w² over the overlap-add buffer; the centring pads (first and last n_fft/2
-    # samples) are zeroed, as cutting them and padding zeros again would do
-    wsq = np.zeros((m + k - 1, hop), np.float32)
-    w2 = (window ** 2).reshape(k, hop)
-    for j in range(k):
-        wsq[j:j + m] += w2[j]
-    wsq = wsq.reshape(-1)
-    tiny = np.finfo(np.float32).tiny
-    inv_wsq = np.where(wsq > tiny, 1.0 / np.maximum(wsq, tiny), 1.0).astype(np.float32)
-    inv_wsq[:half] = 0.0
-    inv_wsq[len(inv_wsq) - half:] = 0.0
-    mag_t = np.ascontiguousarray(mag.T, dtype=np.float32)  # [M, F]: frames contiguous
-
-    def synthesise(spec: np.ndarray) -> np.ndarray:  # [M, F] -> normalised buffer [(M + k - 1) hop]
-        frames = scipy.fft.irfft(spec, n=n_fft, axis=-1, workers=workers).astype(np.float32, copy=False)
-        frames *= window
-        blocks = frames.reshape(m, k, hop)
-        buf = np.zeros((m + k - 1, hop), np.float32)
+    with torch.no_grad():
+        win = torch.as_tensor(np.asarray(window, np.float32))
+        w_blocks = win.reshape(k, hop)
+        # 1 / Σ w² over the overlap-add buffer; the centring pads (first and last n_fft/2
+        # samples) are zeroed, as cutting them and padding zeros again would do
+        wsq = torch.zeros((m + k - 1, hop))
         for j in range(k):
-            buf[j:j + m] += blocks[:, j]
-        buf = buf.reshape(-1)
-        buf *= inv_wsq
-        return buf
+            wsq[j:j + m] += w_blocks[j] ** 2
+        wsq = wsq.reshape(-1)
+        tiny = torch.finfo(torch.float32).tiny
+        inv_wsq = torch.where(wsq > tiny, 1.0 / wsq.clamp_min(tiny), torch.ones(()))
+        inv_wsq[:half] = 0.0
+        inv_wsq[len(inv_wsq) - half:] = 0.0
+        mag_t = torch.as_tensor(np.ascontiguousarray(mag.T, dtype=np.float32))  # [M, F]
 
-    def analyse(buf: np.ndarray) -> np.ndarray:  # buffer -> [M, F]
-        blocks = buf.reshape(m + k - 1, hop)
-        frames = np.lib.stride_tricks.sliding_window_view(blocks, k, axis=0)[:m]  # [M, hop, k]
-        frames = frames.transpose(0, 2, 1).reshape(m, n_fft) * window
-        return scipy.fft.rfft(frames, axis=-1, workers=workers).astype(np.complex64, copy=False)
+        # every pass writes into buffers allocated once: a fresh 30-60 MB tensor per pass costs
+        # its page faults again, as much as the arithmetic on this size. The synthesis window is
+        # applied inside the overlap-add (addcmul), and the 1 / Σ w² normalisation folded into
+        # the analysis window of each block (frame m's j-th block reads buffer block m + j).
+        frames = torch.empty((m, n_fft))
+        buf = torch.empty((m + k - 1, hop))
+        magnitude = torch.empty((m, f))
+        inv_blocks = inv_wsq.view(m + k - 1, hop)
+        analysis_w = torch.stack([inv_blocks[j:j + m] * w_blocks[j] for j in range(k)])  # [k, M, hop]
 
-    angles = np.ones(mag_t.shape, np.complex64)
-    rebuilt = np.zeros(mag_t.shape, np.complex64)
-    c = momentum / (1.0 + momentum)
-    for _ in range(int(n_iter)):
-        previous = rebuilt
-        rebuilt = analyse(synthesise(mag_t * angles))
-        angles = rebuilt - c * previous
-        angles /= np.abs(angles) + 1e-16
-    return synthesise(mag_t * angles)[half: half + (m - 1) * hop]
+        def overlap_add(spec):  # [M, F] complex -> un-normalised buffer [M + k - 1, hop]
+            torch.fft.irfft(spec, n=n_fft, dim=-1, out=frames)
+            blocks = frames.view(m, k, hop)
+            buf.zero_()
+            for j in range(k):
+                buf[j:j + m].addcmul_(blocks[:, j], w_blocks[j])
+            return buf
+
+        def analyse(out):  # buf -> [M, F] complex, written into out
+            framed = frames.view(m, k, hop)
+            for j in range(k):
+                torch.mul(buf[j:j + m], analysis_w[j], out=framed[:, j])
+            torch.fft.rfft(frames, dim=-1, out=out)
+            return out
+
+        def with_magnitude_(z):  # z <- |S| z / |z| in place (z = 0 -> 0)
+            zr = torch.view_as_real(z)
+            re, im = zr[..., 0], zr[..., 1]
+            torch.mul(re, re, out=magnitude)
+            magnitude.addcmul_(im, im).add_(1e-30).rsqrt_().mul_(mag_t)
+            zr.mul_(magnitude.unsqueeze(-1))
+            return z
+
+        c = momentum / (1.0 + momentum)
+        spec = mag_t.to(torch.complex64)  # zero phase; then the free one of the two buffers
+        if init == "random":
+            g = torch.Generator().manual_seed(PHASE_SEED)
+            spec = torch.polar(mag_t, (2 * np.pi) * torch.rand((m, f), generator=g))
+        elif init != "zero":
+            raise ValueError(f"griffin_lim: expected init 'zero' or 'random', found {init!r}")
+        rebuilt = torch.empty((m, f), dtype=torch.complex64)
+        previous = None
+        for _ in range(int(n_iter)):
+            overlap_add(spec)
+            rebuilt = analyse(out=rebuilt)
+            if previous is None:  # the first step extrapolates from zero
+                spec = previous = torch.empty_like(rebuilt)
+                spec.copy_(rebuilt)
+            else:  # spec = rebuilt - c * previous, in previous's buffer (no longer needed)
+                pr = torch.view_as_real(previous)
+                torch.add(torch.view_as_real(rebuilt), pr, alpha=-c, out=pr)
+                spec = previous
+            with_magnitude_(spec)
+            # the next step's previous is this rebuilt; its rebuilt goes into spec's buffer
+            previous, rebuilt = rebuilt, spec
+        y = overlap_add(spec).view(-1) * inv_wsq
+        return y[half: half + (m - 1) * hop].numpy()
 
 
 def _fit_length(y: np.ndarray, n: int) -> np.ndarray:
