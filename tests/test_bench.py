@@ -64,3 +64,11 @@ def test_bench_codec_json_has_positive_timings_and_metrics(capsys):
         assert _positive(r[k]), (k, r[k])
     assert -1.0 <= r["chroma_correlation"] <= 1.0 and -1.0 <= r["onset_correlation"] <= 1.0
     assert r["codec"] == "offline" and r["latent_shape"][0] == 64
+
+
+def test_train_step_child_runs_float32_and_bf16_steps():
+    """The model benchmark's training step, in float32 and under CPU bf16 autocast (its second
+    line), on the smoke model: both run and report a positive time and peak."""
+    for bf16 in (False, True):
+        r = bench._train_step_child("smoke", 1, {}, bf16=bf16)
+        assert r["train_step_s"] > 0 and r["train_peak_rss_gb"] > 0, r
