@@ -229,9 +229,20 @@ def to_channels(audio: np.ndarray, channels: int) -> np.ndarray:
 
 
 def loudness_db(audio: np.ndarray) -> float:
-    """RMS level in dBFS over all channels and samples (``-inf`` for silence)."""
-    audio = np.asarray(audio, dtype=np.float64)
-    rms = float(np.sqrt(np.mean(audio ** 2))) if audio.size else 0.0
+    """RMS level in dBFS over all channels and samples (``-inf`` for silence).
+
+    Summed in float64 over blocks of 2^20 samples: a whole song at once would first make two
+    float64 copies of it (256 MB for 3 minutes of stereo), whose fresh pages cost more than the
+    arithmetic (about 1 s against 0.07 s on a 2-core VM)."""
+    flat = np.asarray(audio).reshape(-1)
+    if not flat.size:
+        return -math.inf
+    block = 1 << 20
+    total = 0.0
+    for i in range(0, flat.size, block):
+        part = flat[i:i + block].astype(np.float64)
+        total += float(np.dot(part, part))
+    rms = math.sqrt(total / flat.size)
     return 20.0 * math.log10(rms) if rms > 0 else -math.inf
 
 

@@ -231,3 +231,11 @@ def test_player_is_small_and_peak_safe():
     assert np.max(np.abs(shown)) <= 1.0
     full = audio.player(tone(seconds=4.0))
     assert len(p.data) < len(full.data) / 3
+
+
+def test_loudness_db_in_blocks_equals_the_whole_signal_formula():
+    """The block-wise float64 sum gives the RMS level of the whole signal (3 blocks and a part)."""
+    x = np.random.default_rng(0).standard_normal((2, 1_700_000)).astype(np.float32) * 0.1
+    whole = 20.0 * math.log10(math.sqrt(np.mean(x.astype(np.float64) ** 2)))
+    assert abs(audio.loudness_db(x) - whole) < 1e-9
+    assert abs(audio.loudness_db(x[0]) - 20.0 * math.log10(math.sqrt(np.mean(x[0].astype(np.float64) ** 2)))) < 1e-9
