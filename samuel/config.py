@@ -142,7 +142,7 @@ def _paper() -> Config:
 
 
 def _demo() -> Config:
-    # A laptop-CPU scale (design §8: well under an hour): the whole book in ~45 min on 2 cores.
+    # A laptop-CPU scale (design §8: well under an hour): the whole book in ~41 min on 2 cores.
     return Config(
         profile="demo",
         # The first width stays at 64 = latent channels: a narrower full-resolution path
