@@ -141,6 +141,18 @@ def _train_step_child(profile: str, threads: int, overrides: dict, bf16: bool = 
     return {"train_step_s": s, "train_peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
 
 
+def _train_step_in_child(profile: str, threads: int, bf16: bool = False) -> dict:
+    """:func:`_train_step_child` in a fresh Python process (its peak RSS is the step's own)."""
+    child = subprocess.run(
+        [sys.executable, "-c",
+         "import json,sys; from samuel.bench import _train_step_child as f; "
+         f"print(json.dumps(f({profile!r}, {threads}, {{}}, bf16={bf16})))"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    if child.returncode != 0:
+        raise RuntimeError(f"training-step benchmark failed: {child.stderr.strip()[-500:]}")
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
 def bench_model(cfg, threads: int | None = None, slice_steps: int = 20, device: str = "cpu") -> dict:
     """Parameters, forward ms (batch 1 and 16), a training step, a CFG step, both samplers.
 
@@ -190,20 +202,9 @@ def bench_model(cfg, threads: int | None = None, slice_steps: int = 20, device: 
         res.update(train_step_s=step["train_step_s"], train_peak_rss_gb=step["train_peak_gb"],
                    train_peak_note="CUDA allocator peak, not RSS")
     else:
-        for bf16 in (False, True):
-            child = subprocess.run(
-                [sys.executable, "-c",
-                 "import json,sys; from samuel.bench import _train_step_child as f; "
-                 f"print(json.dumps(f({cfg.profile!r}, {threads}, {{}}, bf16={bf16})))"],
-                capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
-            if child.returncode != 0:
-                raise RuntimeError(f"training-step benchmark failed: {child.stderr.strip()[-500:]}")
-            step = json.loads(child.stdout.strip().splitlines()[-1])
-            if bf16:
-                res.update(train_step_bf16_s=step["train_step_s"],
-                           train_peak_rss_bf16_gb=step["train_peak_rss_gb"])
-            else:
-                res.update(step)
+        res.update(_train_step_in_child(cfg.profile, threads))
+        bf16 = _train_step_in_child(cfg.profile, threads, bf16=True)
+        res.update(train_step_bf16_s=bf16["train_step_s"], train_peak_rss_bf16_gb=bf16["train_peak_rss_gb"])
     res["batch_size"] = cfg.train.batch_size
     res["targets"] = TARGETS
     res["meets"] = {

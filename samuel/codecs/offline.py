@@ -24,7 +24,7 @@ fresh machine with no network. Why this design:
   deterministic. Each iteration is one inverse and one forward complex64 FFT of all frames at
   once in torch, with the overlap-add done as four shifted block sums (the hop is a quarter
   of the window) into buffers allocated once: twice as fast as the same iterations with
-  scipy's FFTs. A seeded random start (``init="random"``) at 28 iterations was as good on
+  scipy's FFTs. A seeded random phase start at 28 iterations was as good on
   average over nine 30 s synthetic stems (spectral convergence 0.497 vs 0.499, chroma r 0.927
   vs 0.926, onset r 0.716 vs 0.710) but worse on notebook 2's 10 s mix (chroma r 0.876 vs
   0.911): not adopted; fewer zero-start iterations lose chroma, and a phase-vocoder start
@@ -54,9 +54,7 @@ SEMITONE_BANDS = 60  # MIDI 33..92 (A1 55 Hz .. G#6 1661 Hz)
 WIDE_EDGES_HZ = (1760.0, 2785.0, 4405.0, 6970.0, 11025.0)  # 4 log-spaced bands up to Nyquist
 DB_FLOOR = -80.0  # amplitude floor (dB re full scale) before the log
 DB_OFFSET, DB_SCALE = 50.0, 25.0  # latent = (dB + 50) / 25
-GRIFFIN_LIM_ITERS = 32  # phase reconstruction iterations
-GRIFFIN_LIM_INIT = "zero"  # the starting phase: "zero" (deterministic) or "random" (seeded: PHASE_SEED)
-PHASE_SEED = 0  # the random starting phase's seed: decoding is deterministic
+GRIFFIN_LIM_ITERS = 32  # phase reconstruction iterations (deterministic: zero-phase start)
 GRIFFIN_LIM_MOMENTUM = 0.99  # fast Griffin-Lim's momentum (Perraudin et al. 2013)
 PEAK = 0.99  # decoded audio is scaled down if its peak exceeds this
 
@@ -174,7 +172,7 @@ class OfflineCodec(Codec):
         # repeat frame 0 in front (covering the first HOP/2 samples) and the last frame behind
         # (covering the last HOP/2), then shift by HOP/2. Zero-phase start: deterministic.
         mag = np.concatenate([mag[:, :1], mag, mag[:, -1:]], axis=1).astype(np.float32)
-        y = griffin_lim(mag, self.griffin_lim_iters, self._window, init=GRIFFIN_LIM_INIT)
+        y = griffin_lim(mag, self.griffin_lim_iters, self._window)
         y = y[HOP // 2: HOP // 2 + frames * HOP]
         y = soxr.resample(y.astype(np.float32), ANALYSIS_SR, self.sample_rate, quality="HQ")
         y = _fit_length(y, frames * self.samples_per_frame)
@@ -205,17 +203,15 @@ class OfflineCodec(Codec):
 
 
 def griffin_lim(mag: np.ndarray, n_iter: int, window: np.ndarray, hop: int = HOP,
-                momentum: float = GRIFFIN_LIM_MOMENTUM, init: str = "zero") -> np.ndarray:
-    """Fast Griffin-Lim (Perraudin et al. 2013): ``|STFT|`` ``[F, M]`` → audio.
+                momentum: float = GRIFFIN_LIM_MOMENTUM) -> np.ndarray:
+    """Fast Griffin-Lim (Perraudin et al. 2013) from zero phase: ``|STFT|`` ``[F, M]`` → audio.
 
     The STFT is centred (frame ``m`` centred on sample ``m · hop``, zero padding beyond the
     ends) with the periodic Hann ``window`` of length ``n_fft = 2 (F − 1)``, a multiple of
     ``hop``; the result has ``(M − 1) · hop`` samples. Each iteration projects the current
     spectrogram on the consistent ones (inverse FFT of every frame, windowed overlap-add
     normalised by the summed squared window, re-framing, forward FFT), extrapolates by
-    ``momentum`` and keeps only the phase. ``init``: the starting phase, ``"zero"`` (librosa's
-    ``init=None``) or ``"random"`` (uniform on [0, 2π), drawn from :data:`PHASE_SEED` by torch's
-    CPU generator, the same on every machine).
+    ``momentum`` and keeps only the phase (librosa's ``griffinlim`` with ``init=None``).
 
     Computed with torch on its thread count, float32 / complex64 throughout: torch's FFTs of
     all frames at once are about four times faster here than scipy's, and every elementwise
@@ -284,25 +280,16 @@ def griffin_lim(mag: np.ndarray, n_iter: int, window: np.ndarray, hop: int = HOP
             return z
 
         c = momentum / (1.0 + momentum)
-        spec = mag_t.to(torch.complex64)  # zero phase; then the free one of the two buffers
-        if init == "random":
-            g = torch.Generator().manual_seed(PHASE_SEED)
-            spec = torch.polar(mag_t, (2 * np.pi) * torch.rand((m, f), generator=g))
-        elif init != "zero":
-            raise ValueError(f"griffin_lim: expected init 'zero' or 'random', found {init!r}")
+        spec = mag_t.to(torch.complex64)  # zero phase
         rebuilt = torch.empty((m, f), dtype=torch.complex64)
-        previous = None
+        previous = torch.zeros((m, f), dtype=torch.complex64)  # the first step extrapolates from 0
         for _ in range(int(n_iter)):
             overlap_add(spec)
             rebuilt = analyse(out=rebuilt)
-            if previous is None:  # the first step extrapolates from zero
-                spec = previous = torch.empty_like(rebuilt)
-                spec.copy_(rebuilt)
-            else:  # spec = rebuilt - c * previous, in previous's buffer (no longer needed)
-                pr = torch.view_as_real(previous)
-                torch.add(torch.view_as_real(rebuilt), pr, alpha=-c, out=pr)
-                spec = previous
-            with_magnitude_(spec)
+            # spec = rebuilt - c * previous, in previous's buffer (no longer needed)
+            pr = torch.view_as_real(previous)
+            torch.add(torch.view_as_real(rebuilt), pr, alpha=-c, out=pr)
+            spec = with_magnitude_(previous)
             # the next step's previous is this rebuilt; its rebuilt goes into spec's buffer
             previous, rebuilt = rebuilt, spec
         y = overlap_add(spec).view(-1) * inv_wsq
