@@ -82,12 +82,13 @@ def train_steps_per_second(cfg, device: str, batch_size: int = 16, frames: int |
         ``dict(train_steps_per_s, train_step_s, train_peak_gb, batch_size, frames, bf16)``.
     """
     from . import diffusion, model as model_mod
+    from .train import adamw
 
     frames = int(frames or cfg.data.chunk_frames)
     torch.manual_seed(cfg.seed)
     m = model_mod.build(cfg).to(device).train()
     sched = diffusion.Schedule.from_config(cfg)
-    opt = torch.optim.AdamW(m.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    opt = adamw(m.parameters(), cfg.train)  # as training makes it
     g = torch.Generator().manual_seed(cfg.seed)
     c = cfg.model.latent_channels
     x = torch.randn(batch_size, c, frames, generator=g).to(device)
@@ -120,12 +121,13 @@ def _train_step_child(profile: str, threads: int, overrides: dict, bf16: bool = 
     it on a GPU) instead of float32, as training runs it on a CPU; only for the benchmark's
     second line: the numbers differ from float32's by bf16 rounding."""
     from . import config, diffusion, model
+    from .train import adamw
 
     torch.set_num_threads(threads)
     cfg = config.load(profile, **overrides)
     m = model.build(cfg)
     sched = diffusion.Schedule.from_config(cfg)
-    opt = torch.optim.AdamW(m.parameters(), lr=cfg.train.lr)
+    opt = adamw(m.parameters(), cfg.train)  # as training makes it
     b, t_len = cfg.train.batch_size, cfg.data.chunk_frames
     g = torch.Generator().manual_seed(0)
     x, v = torch.randn(b, 64, t_len, generator=g), torch.randn(b, 64, t_len, generator=g)

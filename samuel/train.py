@@ -277,7 +277,8 @@ def restore(ck_dir, model, ema, opt, sched, g: torch.Generator, g_dev: torch.Gen
 
     Weights are copied into the models' parameters on their devices; the optimiser state is
     handed to ``opt.load_state_dict`` on the CPU, which places the moments beside their
-    parameters and keeps AdamW's ``step`` counters on the CPU, as torch does. ``g`` (batch
+    parameters and AdamW's ``step`` counters where its form wants them (the CPU, or beside the
+    parameters for the fused form). ``g`` (batch
     rows) gets ``rng.{rank}``, and ``g_dev`` (noise, when it is not ``g``) ``rng_dev.{rank}``.
 
     Returns:
@@ -399,6 +400,22 @@ def _open_data(cfg, data_dir: Path, progress: bool) -> tuple:
     return data_dir, stats, (tr_v, tr_a), (va_v, va_a)
 
 
+def adamw(params, tc) -> torch.optim.AdamW:
+    """AdamW with ``tc.lr`` and ``tc.weight_decay`` (``tc``: ``cfg.train``), in its fused form.
+
+    The fused kernel updates every tensor in one pass instead of a dozen elementwise calls per
+    tensor (torch's default on a CPU): the same update within float rounding (tested), about
+    3x faster (``samuel bench model``: the demo step's AdamW 14 -> 4 ms, the paper's 44 -> 12 ms);
+    its state dict is the same, so checkpoints of either resume in the other. Where a build of
+    torch has no fused kernel for the device, the default form is used.
+    """
+    params = list(params)
+    try:
+        return torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+
+
 def _optimisation(cfg, device: str) -> tuple:
     """``(model, ema, optimiser, lr scheduler)``: a fresh model on ``device``, its EMA copy,
     AdamW and the warm-up + cosine schedule."""
@@ -407,7 +424,7 @@ def _optimisation(cfg, device: str) -> tuple:
     for p in ema.parameters():
         p.requires_grad_(False)
     tc = cfg.train
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    opt = adamw(model.parameters(), tc)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, tc.warmup_steps, tc.max_steps))
     return model, ema, opt, sched
 

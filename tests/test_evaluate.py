@@ -157,3 +157,9 @@ def test_evaluate_end_to_end_on_a_tiny_fake_popdb(tmp_path, tmp_runs, monkeypatc
     assert "sampler comparison: skipped" in ev.format_table(again)
     assert (tmp_path / "again" / "samplers.csv").read_text().count("\n") == 1  # the header only
     assert not (tmp_path / "again" / "examples").exists()
+
+    # max_clips=0 is every clip, as the configuration's 0 is
+    every = ev.evaluate(cfg, checkpoint=model, data_dir=data, out_dir=tmp_path / "every",
+                        max_clips=0, progress=False, batch_size=2, compare_samplers=False,
+                        n_examples=0, codec=codecs.load("offline", griffin_lim_iters=4))
+    assert every["n_clips"] == 6 and every["n_songs"] == 3

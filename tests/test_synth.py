@@ -1,12 +1,15 @@
 """Tests for the synthetic corpus: composing (samuel.data.compose), rendering
 (samuel.data.render) and the corpus on disk (samuel.data.synth)."""
 import json
+import os
 import warnings
 
 import numpy as np
 import pytest
 
 from samuel.data import compose, render, synth
+
+_OMP_BEFORE = os.environ.get("OMP_NUM_THREADS")
 
 SECONDS = 6.0
 SR = compose.SR
@@ -256,3 +259,27 @@ def test_key_is_recoverable_from_the_varied_vocal():
         ranks.append(_key_rank(chroma.mean(axis=1), song.tonic_pc, song.mode))
     ranks = np.array(ranks)
     assert np.mean(ranks <= 4) >= 0.75 and np.median(ranks) <= 2, ranks
+
+
+def test_render_corpus_in_worker_processes_writes_the_same_audio(tmp_path):
+    sf = pytest.importorskip("soundfile")
+    n = synth._MIN_PARALLEL  # the smallest corpus that uses the pool
+    one = synth.render_corpus(tmp_path / "one", n, 1.0, seed=3, backend="builtin", progress=False,
+                              workers=1)
+    two = synth.render_corpus(tmp_path / "two", n, 1.0, seed=3, backend="builtin", progress=False,
+                              workers=2)
+    assert [r["song_id"] for r in two] == [f"synth_{i:04d}" for i in range(n)]
+    assert [r["truth"] for r in two] == [r["truth"] for r in one]
+    for a, b in zip(one, two):
+        for stem in synth.STEMS:
+            # the samples, not the bytes: libsndfile's PEAK chunk holds the time of writing
+            assert np.array_equal(sf.read(a[stem])[0], sf.read(b[stem])[0]), (a["song_id"], stem)
+    assert os.environ.get("OMP_NUM_THREADS") == _OMP_BEFORE  # the workers' setting is not left here
+
+
+def test_render_corpus_names_a_failed_worker(tmp_path, monkeypatch):
+    pytest.importorskip("soundfile")
+    # a backend the workers cannot resolve: each one fails, and the error says where and why
+    monkeypatch.setattr(synth, "resolve_backend", lambda b: "no-such-backend")
+    with pytest.raises(RuntimeError, match=r"rendering the corpus into .*workers failed"):
+        synth.render_corpus(tmp_path, synth._MIN_PARALLEL, 1.0, seed=3, progress=False, workers=2)

@@ -143,7 +143,8 @@ def prepare(cfg, checkpoint=None, data_dir=None, max_clips: int | None = None,
     rows_info = split_info["rows"]
     song_ids_all = [r["song_id"] for r in rows_info]
     if max_clips is None:  # the configuration's bound (paper: 200 clips, ~half an hour on an A100)
-        max_clips = getattr(getattr(asked, "eval", None), "max_clips", 0) or None
+        max_clips = getattr(getattr(asked, "eval", None), "max_clips", 0)
+    max_clips = max_clips or None  # 0: all, given here or by the configuration
     picked = select_clips(song_ids_all, max_clips)
     if not picked:  # the folder is named in the message (an index has no such folder)
         raise ValueError(f"{popdb_dir / split}: the {split} split holds no clips")
