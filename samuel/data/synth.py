@@ -144,6 +144,9 @@ def _render_in_workers(out_dir: Path, todo: list, args: tuple, workers: int,
             "_render_songs(*json.loads(sys.argv[1]))")
     shown = 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    # the workers import this package from where this process found it (installed or not)
+    here = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
     procs = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(workers):
