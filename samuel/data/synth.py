@@ -122,13 +122,14 @@ def render_corpus(out_dir, n_songs: int, seconds: float, seed: int = 0, backend:
     workers = _default_workers() if workers is None else int(workers)
     workers = max(1, min(workers, len(todo)))
     bar = tqdm(total=n_songs, initial=n_songs - len(todo), desc="synth corpus", disable=not progress)
+    here = set(todo)  # the songs this process renders
     if workers > 1 and len(todo) >= _MIN_PARALLEL:
         _render_in_workers(out_dir, todo, args, workers, bar.update)
-        todo = []  # done (or an error was raised)
-    records, todo = [], set(todo)
+        here = set()
+    records = []
     for i in range(n_songs):  # what the workers wrote is read back; anything left is rendered here
         records.append(_render_song(out_dir, i, *args))
-        if i in todo:
+        if i in here:
             bar.update(1)
     bar.close()
     return records
