@@ -167,6 +167,23 @@ def test_save_clips_instead_of_wrapping(tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))  # no temp file left behind
 
 
+def test_save_cleans_every_block_and_leaves_the_input_alone(tmp_path):
+    # longer than one write block (2^16 frames), with NaN/inf/loud samples in the first and last
+    n = (1 << 16) * 2 + 123
+    x = (0.5 * np.sin(np.linspace(0, 900, n))).astype(np.float32)[None].repeat(2, 0)
+    x[0, 5], x[1, 6], x[0, n - 3], x[1, n - 2], x[0, n - 1] = np.nan, np.inf, -np.inf, 3.0, np.nan
+    before = x.copy()
+    y, _ = sf.read(str(audio.save(tmp_path / "a.wav", x)), dtype="float32", always_2d=True)
+    assert y.shape == (n, 2) and np.isfinite(y).all()
+    assert y[5, 0] == 0.0 and y[6, 1] > 0.99 and y[n - 3, 0] < -0.99 and y[n - 2, 1] > 0.99
+    assert y[n - 1, 0] == 0.0
+    ok = np.isfinite(before) & (np.abs(before) <= 1.0)
+    assert np.abs(y.T[ok] - before[ok]).max() < 1.0 / 32767 + 1e-6  # PCM_16 rounding only
+    assert np.array_equal(x, before, equal_nan=True)
+    z, _ = sf.read(str(audio.save(tmp_path / "f.wav", x, subtype="FLOAT")), dtype="float32", always_2d=True)
+    assert z[n - 2, 1] == 3.0 and z[5, 0] == 0.0  # float files keep loud samples, never NaN
+
+
 @pytest.mark.parametrize("suffix", [".flac", ".ogg"])
 def test_save_other_formats(tmp_path, suffix):
     x = tone(seconds=2.0)

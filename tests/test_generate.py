@@ -162,6 +162,24 @@ def test_mix_level_and_peak():
     assert audio.loudness_db(quiet) == pytest.approx(audio.loudness_db(0.1 * v) + gen.MIX_ACCOMP_DB, abs=0.01)
 
 
+def test_mix_in_place_computes_what_the_copying_form_did():
+    """The in-place mix (one new array) against the earlier form written out with copies:
+    loudness match, then the mix gain, then the vocal, then the peak limit; bit for bit."""
+    rng = np.random.default_rng(1)
+    v = (0.3 * rng.standard_normal((2, SR))).astype(np.float32)
+    for a in ((0.05 * rng.standard_normal((2, SR))).astype(np.float32),  # quiet: no limiting
+              (3.0 * rng.standard_normal((2, SR))).astype(np.float32),  # loud: limited
+              np.zeros((2, SR), np.float32)):  # silent accompaniment: unchanged gain
+        a_before = a.copy()
+        ref = audio.match_loudness(a, v) * np.float32(10.0 ** (gen.MIX_ACCOMP_DB / 20.0))
+        ref = np.asarray(v, np.float32) + ref
+        p = float(np.max(np.abs(ref)))
+        ref = (ref * (0.99 / p)).astype(np.float32) if p > 0.99 else ref.astype(np.float32)
+        m = gen.mix(v, a)
+        assert m.dtype == np.float32 and np.array_equal(m, ref)
+        assert np.array_equal(a, a_before)  # the caller's accompaniment is left as it was
+
+
 @pytest.mark.parametrize("which, expected", [
     ("silent", "silence"), ("tiny", "at least 1 s"), ("missing", "no file at this path")])
 def test_bad_vocals_give_one_clear_sentence(ckpt, wavs, tmp_path, which, expected):

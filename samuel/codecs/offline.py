@@ -179,7 +179,7 @@ class OfflineCodec(Codec):
         peak = float(np.max(np.abs(y))) if y.size else 0.0
         if peak > PEAK:
             y = y * (PEAK / peak)
-        return np.stack([y, y]).astype(np.float32)
+        return np.stack([y, y]).astype(np.float32, copy=False)
 
     def _stft_magnitude(self, mono: np.ndarray, frames: int) -> np.ndarray:
         """``|STFT|`` ``[2049, frames]`` with frame t centred at ``t * HOP + HOP / 2``.
