@@ -3,8 +3,9 @@
 A :class:`~samuel.data.compose.Song` becomes separate stems: ``vocals`` (the lead) and
 ``accomp`` (everything else), plus their ``mix``, 44.1 kHz stereo float32. Two renderers:
 
-* ``"fluidsynth"``: a General MIDI soundfont through pyfluidsynth (the lead on a sung-vowel
-  patch, "Voice Oohs" / "Choir Aahs"), when the library and a soundfont are found;
+* ``"fluidsynth"``: a General MIDI soundfont through pyfluidsynth (a plain song's lead on a
+  sung-vowel patch, "Voice Oohs" / "Choir Aahs"; a varied song's on its drawn patch), when the
+  library and a soundfont are found;
 * ``"builtin"``: a small numpy synthesiser (wavetable tones with envelopes, a formant-shaped
   vibrato voice, noise/sweep drums); always available, fast and deterministic.
 
