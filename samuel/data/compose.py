@@ -10,11 +10,12 @@ The lead melody is written so that the vocal alone carries the key, the chords a
 chord tones on every strong beat, scale tones in between, onsets on the beat grid, phrase
 endings on the tonic.
 
-With ``variety=True`` (the configuration's ``data.corpus_variety``: on in the ``demo`` profile,
-off in ``smoke`` and ``paper``, and then every draw is as before) a song also draws, from a second generator seeded by its seed, what
-real recordings vary in and the plain corpus does not: the tempo uniform over 60-200 BPM (the
-key is uniform over all 24 either way), a lead from :data:`LEAD_VARIETY` (GM voice patches and
-melodic instruments), and the performance and production settings of :func:`_variety`
+With ``variety=True`` (the configuration's ``data.corpus_variety``: on in the ``demo``
+profile; off in ``smoke`` and ``paper``, and then every draw is as before) a song also draws,
+from a second generator seeded by its seed, what real recordings vary in and the plain corpus
+does not: the tempo uniform over 60-200 BPM (the key is uniform over all 24 either way), a lead
+from :data:`LEAD_VARIETY` (GM voice patches and melodic instruments), and the performance and
+production settings of :func:`_variety`
 (vibrato, portamento, pitch drift, breath, noise, soft distortion, accompaniment bleed, levels,
 EQ tilt and reverb per stem) that :mod:`samuel.data.render` applies. The truth (key, beats,
 chords, melody) stays exact.
