@@ -72,3 +72,18 @@ def test_train_step_child_runs_float32_and_bf16_steps():
     for bf16 in (False, True):
         r = bench._train_step_child("smoke", 1, {}, bf16=bf16)
         assert r["train_step_s"] > 0 and r["train_peak_rss_gb"] > 0, r
+
+
+@pytest.mark.parametrize("capability, measured", [("AVX512", True), ("AVX2", False), ("DEFAULT", False)])
+def test_the_cpu_bf16_line_is_measured_only_with_avx512(monkeypatch, capability, measured):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    reason = bench.cpu_bf16_skip_reason()
+    assert (reason is None) == measured
+    if not measured:
+        assert capability in reason and "AVX-512" in reason
+        r = {"profile": "paper", "threads": 2, "frames": 1024, "parameters": 1, "forward_ms_b1": 1.0,
+             "forward_ms_b16": 2.0, "batch_size": 16, "train_step_s": 1.0, "train_peak_rss_gb": 1.0,
+             "train_step_bf16_note": reason, "cfg_step_ms": 1.0, "ancestral_s": 1.0,
+             "ancestral_note": "n", "fast_s": 0.1, "fast_sampler": "f", "fast_speedup": 10.0,
+             "targets": bench.TARGETS, "meets": {k: True for k in bench.TARGETS}}
+        assert f"bf16 autocast  {reason}" in bench.format_model(r)
