@@ -155,6 +155,33 @@ def _train_step_in_child(profile: str, threads: int, bf16: bool = False) -> dict
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
+def machine() -> dict:
+    """What the CPU benchmarks ran on: the CPU's name, torch's vector unit for it, the CPUs this
+    process may use, torch's version. Timings of different machines differ more than most
+    changes do (the same paper step took 2.1 s on an AVX-512 VM and 3.98 s on an AVX2 one), so
+    every CPU benchmark prints this beside its numbers."""
+    name = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    if not name:
+        import platform
+
+        name = platform.processor() or platform.machine() or "unknown CPU"
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return {"cpu": name, "vector_unit": str(torch.backends.cpu.get_cpu_capability()), "cpus": cpus,
+            "torch": torch.__version__}
+
+
+def machine_line(r: dict) -> list:
+    """The line that names the machine of a result of :func:`machine` (none without it)."""
+    m = r.get("machine")
+    return ([f"  machine: {m['cpu']}, {m['vector_unit']}, {m['cpus']} CPUs, torch {m['torch']}"]
+            if m else [])
+
+
 def cpu_bf16_skip_reason() -> str | None:
     """Why the CPU bf16 line of :func:`bench_model` is not measured here, or None.
 
@@ -186,7 +213,7 @@ def bench_model(cfg, threads: int | None = None, slice_steps: int = 20, device: 
     m = model_mod.build(cfg).to(device).eval()
     sched = Schedule.from_config(cfg)
     res = {"profile": cfg.profile, "threads": threads, "frames": t_len, "device": device,
-           "parameters": model_mod.count_parameters(m)}
+           "parameters": model_mod.count_parameters(m), "machine": machine()}
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for b in (1, 16):
@@ -253,7 +280,8 @@ def format_model(r: dict) -> str:
              f"  one CFG sampling step           {r['cfg_step_ms']:.1f} ms (target ≤ 130 ms: {r['meets']['cfg_step_ms']})",
              f"  800-step ancestral, one clip    {r['ancestral_s']:.1f} s   ({r['ancestral_note']})",
              f"  fast sampler, one clip          {r['fast_s']:.2f} s   ({r['fast_sampler']})",
-             f"  speed-up                        {r['fast_speedup']:.1f}×   (target ≥ 40×: {r['meets']['fast_speedup']})"]
+             f"  speed-up                        {r['fast_speedup']:.1f}×   (target ≥ 40×: {r['meets']['fast_speedup']})",
+             *machine_line(r)]
     return "\n".join(lines)
 
 
@@ -265,13 +293,13 @@ def bench_codec(seconds: float = 30.0) -> dict:
 
     song = compose(0, seconds)
     audio = render(song, backend="builtin")["accomp"]
-    return round_trip_metrics(load("offline"), audio, SAMPLE_RATE)
+    return {**round_trip_metrics(load("offline"), audio, SAMPLE_RATE), "machine": machine()}
 
 
 def format_codec(r: dict) -> str:
     from .codecs.quality import report
 
-    return report(r)
+    return "\n".join([report(r), *machine_line(r)])
 
 
 def bench_generate(seconds: float = 180.0, checkpoint=None, profile: str = "demo", threads: int = 2,
@@ -343,7 +371,8 @@ def bench_generate(seconds: float = 180.0, checkpoint=None, profile: str = "demo
     return {"audio_seconds": n / SAMPLE_RATE, "threads": int(threads), "checkpoint": which,
             "profile": profile, "steps": res.get("steps"), "windows": res.get("windows"),
             "stages": stages, "total_s": total, "realtime_factor": (n / SAMPLE_RATE) / max(total, 1e-9),
-            "target_total_s": GENERATE_TARGET_S, "meets": total <= GENERATE_TARGET_S}
+            "target_total_s": GENERATE_TARGET_S, "meets": total <= GENERATE_TARGET_S,
+            "machine": machine()}
 
 
 def format_generate(r: dict) -> str:
@@ -355,7 +384,7 @@ def format_generate(r: dict) -> str:
         lines.append(f"  {k:<8} {v:7.2f} s")
     lines.append(f"  total    {r['total_s']:7.2f} s   ({r['realtime_factor']:.1f}× real time; "
                  f"target ≤ {r['target_total_s']:g} s: {r['meets']})")
-    return "\n".join(lines)
+    return "\n".join(lines + machine_line(r))
 
 
 NO_GPU = ("no CUDA GPU here (torch.cuda.is_available() is False): nothing measured; "

@@ -87,3 +87,14 @@ def test_the_cpu_bf16_line_is_measured_only_with_avx512(monkeypatch, capability,
              "ancestral_note": "n", "fast_s": 0.1, "fast_sampler": "f", "fast_speedup": 10.0,
              "targets": bench.TARGETS, "meets": {k: True for k in bench.TARGETS}}
         assert f"bf16 autocast  {reason}" in bench.format_model(r)
+
+
+def test_every_cpu_benchmark_names_its_machine(capsys):
+    m = bench.machine()
+    assert m["cpu"] and m["vector_unit"] == str(torch.backends.cpu.get_cpu_capability())
+    assert m["cpus"] >= 1 and m["torch"] == torch.__version__
+    line = bench.machine_line({"machine": m})
+    assert line == [f"  machine: {m['cpu']}, {m['vector_unit']}, {m['cpus']} CPUs, torch {m['torch']}"]
+    assert bench.machine_line({}) == []
+    r = bench.bench_codec(seconds=2.0)
+    assert r["machine"] == m and bench.format_codec(r).endswith(line[0])
