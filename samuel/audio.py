@@ -250,12 +250,18 @@ def loudness_db(audio: np.ndarray) -> float:
     return 20.0 * math.log10(rms) if rms > 0 else -math.inf
 
 
-def match_loudness(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Scale ``x`` so its RMS level equals that of ``ref``; silence is returned unchanged."""
+def loudness_gain(x: np.ndarray, ref: np.ndarray) -> float:
+    """The factor that brings ``x``'s RMS level to ``ref``'s; 1 where either is silent."""
     lx, lref = loudness_db(x), loudness_db(ref)
     if not (math.isfinite(lx) and math.isfinite(lref)):
-        return np.array(x, dtype=np.float32, copy=True)
-    return (np.asarray(x, dtype=np.float32) * np.float32(10.0 ** ((lref - lx) / 20.0))).astype(np.float32)
+        return 1.0
+    return 10.0 ** ((lref - lx) / 20.0)
+
+
+def match_loudness(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Scale ``x`` so its RMS level equals that of ``ref`` (a new float32 array); silence is
+    returned unchanged."""
+    return np.multiply(np.asarray(x, np.float32), np.float32(loudness_gain(x, ref)), dtype=np.float32)
 
 
 # ----------------------------------------------------------------------------- display

@@ -370,12 +370,10 @@ def mix(vocals: np.ndarray, accomp: np.ndarray, accomp_db: float = MIX_ACCOMP_DB
     """Vocal + accompaniment ``[2, N]``: the accompaniment at the vocal's RMS level + ``accomp_db``
     dB, the sum scaled down to a peak of :data:`PEAK` if louder.
 
-    One new array: the accompaniment's two gains (loudness match, then ``accomp_db``) and the
-    vocal are applied to it in place, in that order, as separate float32 roundings."""
+    One new array, the loudness-matched accompaniment: the ``accomp_db`` gain and the vocal are
+    applied to it in place, in that order, as separate float32 roundings."""
     vocals = np.asarray(vocals, np.float32)
-    lx, lref = audio_mod.loudness_db(accomp), audio_mod.loudness_db(vocals)
-    match = 10.0 ** ((lref - lx) / 20.0) if math.isfinite(lx) and math.isfinite(lref) else 1.0
-    out = np.multiply(np.asarray(accomp, np.float32), np.float32(match), dtype=np.float32)
+    out = audio_mod.match_loudness(accomp, vocals)
     out *= np.float32(10.0 ** (accomp_db / 20.0))
     out += vocals
     return _limit(out)
