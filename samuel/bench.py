@@ -140,7 +140,41 @@ def _train_step_child(profile: str, threads: int, overrides: dict, bf16: bool = 
         opt.step()
 
     s = _time(step, repeat=2, warmup=1)
-    return {"train_step_s": s, "train_peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
+    out = {"train_step_s": s, "train_peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
+    if not bf16:  # the work of one step against this CPU's matrix-product rate (after the peak RSS)
+        out["train_step_gflop"] = step_gflop(step)
+        out["matmul_gflops"] = matmul_gflops()
+    return out
+
+
+def step_gflop(step) -> float:
+    """Floating-point work of one call of ``step``, in GFLOP, as torch's counter counts it
+    (matrix products, convolutions and attention, forward and backward; elementwise passes are
+    not counted). The CPU attention kernel's forward and backward are counted with torch's own
+    formulas for the GPU ones (its backward recomputes the scores, as theirs do)."""
+    from torch.utils import flop_counter as fc
+
+    aten = torch.ops.aten
+    def forward(q, k, v, *args, out_shape=None, **kwargs):
+        return fc.sdpa_flop_count(q, k, v)
+
+    def backward(grad, q, k, v, *args, out_shape=None, **kwargs):
+        return fc.sdpa_backward_flop_count(grad, q, k, v)
+
+    mapping = {aten._scaled_dot_product_flash_attention_for_cpu: forward,
+               aten._scaled_dot_product_flash_attention_for_cpu_backward: backward}
+    counter = fc.FlopCounterMode(display=False, custom_mapping=mapping)
+    with counter:
+        step()
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
+    """This CPU's float32 matrix-product rate on torch's threads: GFLOP/s of the best of
+    ``repeat`` ``n × n`` products, the most any of the step's large products can reach here."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
+    return 2 * n ** 3 / _time(lambda: a @ b, repeat=repeat, warmup=2) / 1e9
 
 
 def _train_step_in_child(profile: str, threads: int, bf16: bool = False) -> dict:
@@ -246,6 +280,7 @@ def bench_model(cfg, threads: int | None = None, slice_steps: int = 20, device: 
                    train_peak_note="CUDA allocator peak, not RSS")
     else:
         res.update(_train_step_in_child(cfg.profile, threads))
+        res["train_step_floor_s"] = res["train_step_gflop"] / res["matmul_gflops"]
         skip = cpu_bf16_skip_reason()
         if skip is None:
             bf16 = _train_step_in_child(cfg.profile, threads, bf16=True)
@@ -263,6 +298,18 @@ def bench_model(cfg, threads: int | None = None, slice_steps: int = 20, device: 
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items()}
 
 
+def work_lines(r: dict) -> list:
+    """What this machine allows the training step: its counted work over the CPU's matrix-product
+    rate is the least time the step can take here (none without those numbers)."""
+    if "train_step_floor_s" not in r:
+        return []
+    floor = r["train_step_floor_s"]
+    return [f"  work per training step          {r['train_step_gflop']:.0f} GFLOP; this CPU's float32 matrix "
+            f"product runs {r['matmul_gflops']:.0f} GFLOP/s,",
+            f"                                  so no step takes under {floor:.2f} s here "
+            f"(this one ran at {100 * floor / r['train_step_s']:.0f} % of that rate)"]
+
+
 def format_model(r: dict) -> str:
     where = f"{r['threads']} CPU threads" if r.get("device", "cpu") == "cpu" else f"device {r['device']}"
     lines = [f"SAMUeL model benchmark — profile {r['profile']}, {where}, T = {r['frames']} frames",
@@ -272,6 +319,7 @@ def format_model(r: dict) -> str:
              f"  forward, batch 16               {r['forward_ms_b16']:.1f} ms",
              f"  training step, batch {r['batch_size']:<2}         {r['train_step_s']:.2f} s   (target ≤ {r['targets']['train_step_s']:g} s: {r['meets']['train_step_s']})",
              f"  training peak RSS               {r['train_peak_rss_gb']:.2f} GB (target ≤ {r['targets']['train_peak_rss_gb']:g} GB: {r['meets']['train_peak_rss_gb']})",
+             *work_lines(r),
              *([f"  the same step in bf16 autocast  {r['train_step_bf16_s']:.2f} s, peak RSS "
                 f"{r['train_peak_rss_bf16_gb']:.2f} GB (the paper's mixed precision; CPU training runs float32)"]
                if "train_step_bf16_s" in r else []),

@@ -72,6 +72,28 @@ def test_train_step_child_runs_float32_and_bf16_steps():
     for bf16 in (False, True):
         r = bench._train_step_child("smoke", 1, {}, bf16=bf16)
         assert r["train_step_s"] > 0 and r["train_peak_rss_gb"] > 0, r
+        # float32 also counts the step's work and this CPU's matrix-product rate (the floor line)
+        assert (_positive(r.get("train_step_gflop")) and _positive(r.get("matmul_gflops"))) == (not bf16), r
+
+
+def test_step_gflop_counts_products_and_the_cpu_attention_kernel_both_ways():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(64, 32, generator=g), torch.randn(32, 16, generator=g)
+    assert bench.step_gflop(lambda: a @ b) == pytest.approx(2 * 64 * 32 * 16 / 1e9)
+    q = torch.randn(2, 3, 40, 8, generator=g, requires_grad=True)
+
+    def attention():
+        torch.nn.functional.scaled_dot_product_attention(q, q, q).sum().backward()
+
+    # forward: QKᵀ and PV; backward: the scores again, then dV, dP, dQ, dK (2·B·H·L·L·D each)
+    assert bench.step_gflop(attention) == pytest.approx(7 * 2 * 2 * 3 * 40 * 40 * 8 / 1e9)
+
+
+def test_the_floor_line_divides_the_work_by_the_matrix_product_rate():
+    r = {"train_step_gflop": 300.0, "matmul_gflops": 150.0, "train_step_floor_s": 2.0, "train_step_s": 4.0}
+    text = "\n".join(bench.work_lines(r))
+    assert "300 GFLOP" in text and "150 GFLOP/s" in text and "under 2.00 s" in text and "50 %" in text
+    assert bench.work_lines({"train_step_s": 4.0}) == []
 
 
 @pytest.mark.parametrize("capability, measured", [("AVX512", True), ("AVX2", False), ("DEFAULT", False)])

@@ -375,3 +375,24 @@ def test_local_attention_forward_only_path_matches_the_reference(t, window):
     trained = local_attention(q.requires_grad_(), k, v, window)
     assert torch.allclose(fast, _ref_local_attention(q, k, v, window), atol=ATOL, rtol=RTOL)
     assert torch.allclose(fast, trained.detach(), atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("t,window", [(24, 16), (33, 7), (64, 16)])
+def test_the_gpu_forms_of_local_attention_match_the_cpu_one(t, window):
+    """On CPU local attention runs through the fused kernel; the batched-matmul forms used on
+    other devices (with their hand-written backward, and the unfold form without gradients)
+    are checked here on CPU against it, forward and backward."""
+    from samuel.model.attention import _LocalAttention, _local_attention_unfold
+
+    g = torch.Generator().manual_seed(t)
+    q, k, v = (torch.randn(2, 3, t, 8, generator=g, requires_grad=True) for _ in range(3))
+    w = torch.randn(2, 3, t, 8, generator=g)
+    fused = local_attention(q, k, v, window)
+    bmm = _LocalAttention.apply(q, k, v, window, window)
+    with torch.no_grad():
+        unfold = _local_attention_unfold(q, k, v, window)
+    assert torch.allclose(bmm, fused, atol=ATOL, rtol=RTOL)
+    assert torch.allclose(unfold, fused.detach(), atol=ATOL, rtol=RTOL)
+    for a, b in zip(torch.autograd.grad((fused * w).sum(), (q, k, v)),
+                    torch.autograd.grad((bmm * w).sum(), (q, k, v))):
+        assert torch.allclose(a, b, atol=ATOL, rtol=RTOL)

@@ -178,6 +178,101 @@ class _LocalAttention(torch.autograd.Function):
         return dq, dk, dv, None, None
 
 
+def _fused_layout(x: Tensor, left: int, per: int, extra: int) -> Tensor:
+    """``x [B,H,T,D]`` as time-major rows ``[B·per + extra, H, D]``: each example's ``T`` frames
+    after ``left`` zero rows, zeros up to ``per`` rows, and ``extra`` zero rows at the very end."""
+    b, h, t, d = x.shape
+    buf = x.new_empty(b * per + extra, h, d)
+    rows = buf[:b * per].view(b, per, h, d)
+    rows[:, :left].zero_()
+    rows[:, left:left + t].copy_(x.transpose(1, 2))
+    rows[:, left + t:].zero_()
+    buf[b * per:].zero_()
+    return buf
+
+
+def _fused_forward(q: Tensor, k: Tensor, v: Tensor, window: int, keep_graph: bool):
+    """Eq. 1 as one call of the fused attention kernel on blocks (see :class:`_LocalAttentionFused`).
+
+    Returns ``(out [B,H,T,D], graph)``; ``graph`` (the kernel's inputs as leaves and its output)
+    only when ``keep_graph``."""
+    b, h, t, d = q.shape
+    left = window // 2
+    nb = -(-t // window)
+    per = (nb + 1) * window  # rows per example: its blocks and one more (dropped)
+    n = b * (nb + 1)  # query blocks in all
+    strides = (window * h * d, d, h * d, 1)  # [block, head, frame, channel] over the time-major rows
+    qv = _fused_layout(q, 0, per, 0).as_strided((n, h, window, d), strides)
+    # keys and values: block i of the queries sees the 2·window rows from its own block start
+    # (overlapping views: no window is copied); the last block reads the ``window`` extra rows
+    kv = _fused_layout(k, left, per, window).as_strided((n, h, 2 * window, d), strides)
+    vv = _fused_layout(v, left, per, window).as_strided((n, h, 2 * window, d), strides)
+    mask = _band(window, window, q.device)
+    graph = None
+    if keep_graph:
+        with torch.enable_grad():
+            qv, kv, vv = (x.detach().requires_grad_() for x in (qv, kv, vv))
+            o = F.scaled_dot_product_attention(qv, kv, vv, attn_mask=mask)
+        graph = (qv, kv, vv, o)
+        o = o.detach()
+    else:
+        o = F.scaled_dot_product_attention(qv, kv, vv, attn_mask=mask)
+    # [n, H, window, D] -> [B, per, H, D] rows -> the first T frames, as [B, H, T, D]
+    out = o.transpose(1, 2).reshape(b, per, h, d)[:, :t]
+    return out.transpose(1, 2), graph
+
+
+class _LocalAttentionFused(torch.autograd.Function):
+    """Eq. 1 through PyTorch's fused attention kernel (``scaled_dot_product_attention`` with the
+    band as its mask), on CPU.
+
+    The blockwise form of :class:`_LocalAttention` spends most of its time not computing: its
+    products are ``window × D`` matrices, one library call each, tens of thousands per layer
+    (on a 2-core CPU the paper-size local attention ran at about 6 GFLOP/s). Here the query
+    blocks are the kernel's batch: the queries, keys and values are written once into
+    time-major rows (zero-padded like eq. 1), block ``i`` of the queries is a view of its
+    ``window`` rows and its keys a view of the ``2·window`` rows from the same start
+    (overlapping views, nothing copied), so the whole layer is one kernel call each way. Each
+    example carries one extra block whose queries are zero: its output is dropped and its
+    gradients are exactly zero, so neighbouring examples do not mix. The backward is the
+    kernel's own, through a small saved graph; the key and value gradients of the two halves
+    of each span are added back into their rows.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, window):
+        with torch.autocast(q.device.type, enabled=False):  # in q's dtype, as _LocalAttention
+            out, graph = _fused_forward(q, k.to(q.dtype), v.to(q.dtype), window, keep_graph=True)
+        # saved as tensors (not attributes), so that autograd releases the small graph with
+        # this node's other buffers once the backward has run
+        ctx.save_for_backward(*graph)
+        ctx.geometry = (q.shape, window)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        qv, kv, vv, o = ctx.saved_tensors
+        (b, h, t, d), window = ctx.geometry
+        left = window // 2
+        nb = -(-t // window)
+        per, n = (nb + 1) * window, b * (nb + 1)
+        g = _fused_layout(grad.to(o.dtype), 0, per, 0).view(n, window, h, d).transpose(1, 2)
+        # retain_graph: a second backward through this node (gradcheck) needs it again
+        dq, dk, dv = torch.autograd.grad(o, (qv, kv, vv), g, retain_graph=True)
+
+        def rows(dx: Tensor, lo: int) -> Tensor:  # [n, H, window, D] blocks -> [B, H, T, D]
+            return dx.transpose(1, 2).reshape(b, per, h, d)[:, lo:lo + t].transpose(1, 2)
+
+        def fold(dspan: Tensor) -> Tensor:  # the span's halves back onto their rows, summed
+            acc = dspan.new_empty(n + 1, window, h, d)
+            acc[:n].copy_(dspan[:, :, :window].transpose(1, 2))
+            acc[n].zero_()
+            acc[1:].add_(dspan[:, :, window:].transpose(1, 2))
+            return acc[:n].view(b, per, h, d)[:, left:left + t].transpose(1, 2)
+
+        return rows(dq, 0), fold(dk), fold(dv), None
+
+
 def local_attention(q: Tensor, k: Tensor, v: Tensor, window: int) -> Tensor:
     """Eq. 1: each query ``i`` attends to the keys at ``i - window//2 … i + window - window//2 - 1``.
 
@@ -186,12 +281,20 @@ def local_attention(q: Tensor, k: Tensor, v: Tensor, window: int) -> Tensor:
     embedding. Shapes ``[B,H,T,D]``.
 
     Computed blockwise: queries in blocks of ``window`` frames share a span of two blocks
-    of the padded keys, so the scores are batched matmuls ``[.., window, 2·window]`` with a
-    band mask, instead of ``T × T`` scores or ``window`` separate passes (see
-    :class:`_LocalAttention` for the memory layout and the backward).
+    of the padded keys, so the scores are ``[window, 2·window]`` per block with a band mask,
+    instead of ``T × T`` scores or ``window`` separate passes. On CPU all blocks go through
+    the fused attention kernel at once (:class:`_LocalAttentionFused`); elsewhere as batched
+    matmuls (:class:`_LocalAttention` with its hand-written backward; without gradients, the
+    unfold form).
     """
     window = int(window)
-    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+    grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    if q.device.type == "cpu":
+        if grad:
+            return _LocalAttentionFused.apply(q, k, v, window)
+        with torch.autocast("cpu", enabled=False):
+            return _fused_forward(q, k.to(q.dtype), v.to(q.dtype), window, keep_graph=False)[0]
+    if grad:
         return _LocalAttention.apply(q, k, v, window, window)
     return _local_attention_unfold(q, k, v, window)
 
