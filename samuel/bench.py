@@ -254,6 +254,8 @@ def bench_model(cfg, threads: int | None = None, slice_steps: int = 20, device: 
             x = torch.randn(b, 64, t_len, generator=g).to(device)
             t = torch.full((b,), 400, dtype=torch.long, device=device)
             res[f"forward_ms_b{b}"] = 1000 * _time(lambda: m(x, t, x), repeat=2, device=device)
+            if b == 1 and device == "cpu":
+                res["forward_b1_gflop"] = step_gflop(lambda: m(x, t, x))
         x = torch.randn(1, 64, t_len, generator=g).to(device)
         t = torch.tensor([400], device=device)
         res["cfg_step_ms"] = 1000 * _time(lambda: guided_v(m, x, t, x, cfg.diffusion.cfg_scale), repeat=3,
@@ -281,6 +283,7 @@ def bench_model(cfg, threads: int | None = None, slice_steps: int = 20, device: 
     else:
         res.update(_train_step_in_child(cfg.profile, threads))
         res["train_step_floor_s"] = res["train_step_gflop"] / res["matmul_gflops"]
+        res["forward_b1_floor_ms"] = 1000 * res["forward_b1_gflop"] / res["matmul_gflops"]
         skip = cpu_bf16_skip_reason()
         if skip is None:
             bf16 = _train_step_in_child(cfg.profile, threads, bf16=True)
@@ -316,6 +319,8 @@ def format_model(r: dict) -> str:
              f"  parameters                      {r['parameters']:,}",
              f"  forward, batch 1                {r['forward_ms_b1']:.1f} ms (target ≤ {FORWARD_B1_TARGET_MS:g} ms: "
              f"{r['forward_ms_b1'] <= FORWARD_B1_TARGET_MS})",
+             *([f"                                  {r['forward_b1_gflop']:.1f} GFLOP: none takes under "
+                f"{r['forward_b1_floor_ms']:.0f} ms here (the rate below)"] if "forward_b1_floor_ms" in r else []),
              f"  forward, batch 16               {r['forward_ms_b16']:.1f} ms",
              f"  training step, batch {r['batch_size']:<2}         {r['train_step_s']:.2f} s   (target ≤ {r['targets']['train_step_s']:g} s: {r['meets']['train_step_s']})",
              f"  training peak RSS               {r['train_peak_rss_gb']:.2f} GB (target ≤ {r['targets']['train_peak_rss_gb']:g} GB: {r['meets']['train_peak_rss_gb']})",

@@ -42,11 +42,16 @@ def test_bench_model_prints_every_number(capsys):
     res = bench.bench_model(cfg, threads=1, slice_steps=5)
     assert res["parameters"] == sum(p.numel() for p in model.build(cfg).parameters())
     for key in ("forward_ms_b1", "forward_ms_b16", "train_step_s", "train_peak_rss_gb",
-                "cfg_step_ms", "ancestral_s", "fast_s", "fast_speedup"):
+                "cfg_step_ms", "ancestral_s", "fast_s", "fast_speedup", "train_step_gflop",
+                "matmul_gflops", "train_step_floor_s", "forward_b1_gflop", "forward_b1_floor_ms"):
         assert isinstance(res[key], (int, float)) and math.isfinite(res[key]), key
     assert set(res["meets"]) == {"train_step_s", "train_peak_rss_gb", "cfg_step_ms", "fast_speedup"}
     text = bench.format_model(res)
     assert "speed-up" in text and "extrapolated" in text
+    # the floors: the counted work over this CPU's matrix-product rate
+    assert res["train_step_floor_s"] == pytest.approx(res["train_step_gflop"] / res["matmul_gflops"], rel=1e-3, abs=1e-4)  # rounded to 4 places
+    assert f"no step takes under {res['train_step_floor_s']:.2f} s here" in text
+    assert f"none takes under {res['forward_b1_floor_ms']:.0f} ms here" in text
 
 
 def test_generate_is_a_thin_wrapper(monkeypatch, capsys):
