@@ -168,8 +168,12 @@ def _from_pt(cls, path: Path):
 def _from_hub(cls):
     from huggingface_hub import hf_hub_download
 
+    from . import hub
+
+    cached_only = not hub.reachable()  # offline: the local cache answers at once, no retries
     try:
-        files = [hf_hub_download(HUB_REPO, name) for name in ("config.json", "model.safetensors")]
+        files = [hf_hub_download(HUB_REPO, name, local_files_only=cached_only)
+                 for name in ("config.json", "model.safetensors")]
     except Exception as e:
         raise AestheticsUnavailable(
             f"the AudioBox-Aesthetics weights could not be fetched from the hub ({HUB_REPO}: "

@@ -214,7 +214,9 @@ def load_vae(path: str | os.PathLike | None = None, config_overrides: dict | Non
         return AutoencoderOobleck(**config_overrides), False
     if path is not None:
         return _load_local(Path(path))
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    from .. import hub
+
+    offline = not hub.reachable()  # offline: the local cache answers at once, no retries
     try:
         vae = AutoencoderOobleck.from_pretrained(HUB_REPO, subfolder="vae", local_files_only=offline)
     except Exception as err:  # gated/offline/not cached: all mean "not here"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
@@ -23,31 +22,15 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
-from samuel import audio
+from samuel import audio, hub
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = audio.SAMPLE_RATE  # the package's audio rate (paper §III-C)
-_HUB = ("huggingface.co", 443)
 
 
 class SeparatorUnavailable(RuntimeError):
     """The Demucs model's weights cannot be had here (offline, or not in the local folder)."""
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """False when offline mode is asked for or the hub cannot be reached within ``timeout``."""
-    if _truthy(os.environ.get("HF_HUB_OFFLINE")) or _truthy(os.environ.get("SAMUEL_OFFLINE")):
-        return False
-    try:
-        with socket.create_connection(_HUB, timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager
@@ -104,7 +87,7 @@ def load_separator(name: str = "htdemucs", repo: str | os.PathLike | None = None
         except (Exception, SystemExit) as err:  # demucs exits on some errors
             raise SeparatorUnavailable(f"Demucs model {name!r}: expected its weights in {repo}, "
                                        f"found none that load ({_one_line(err)})") from None
-    elif _hub_reachable():
+    elif hub.reachable():
         try:
             model = get_model(name)
         except (Exception, SystemExit) as err:
