@@ -237,11 +237,18 @@ def bench_model(cfg, threads: int | None = None, slice_steps: int = 20, device: 
     the training step runs in this process under bf16 autocast (``cfg.train.bf16``) and its
     peak is CUDA's allocator peak instead of the process RSS.
     """
+    before = torch.get_num_threads()
+    try:  # the caller's thread count is left as it was (a test ran on at 1 thread after it)
+        return _bench_model(cfg, threads or before, slice_steps, device)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _bench_model(cfg, threads: int, slice_steps: int, device: str) -> dict:
     from . import model as model_mod
     from .diffusion import Schedule, guided_v, sample_ancestral, sample_fast
 
     device = resolve(device)
-    threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     t_len = cfg.data.chunk_frames
     m = model_mod.build(cfg).to(device).eval()

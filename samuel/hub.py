@@ -5,6 +5,8 @@ project asks it for three optional things (the Stable Audio Open VAE, Demucs's w
 AudioBox-Aesthetics). Each of them first asks :func:`reachable`: offline mode asked for, or no
 connection to the hub, means "from the local cache only", which answers at once (a found cache
 entry, or one clear sentence from the caller).
+
+Book: design §8 and its measured facts (AudioBox-Aesthetics offline).
 """
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from samuel import cli, config
 
@@ -39,7 +40,13 @@ def test_bench_model_prints_every_number(capsys):
     from samuel import bench, model
 
     cfg = config.load("smoke")
-    res = bench.bench_model(cfg, threads=1, slice_steps=5)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        res = bench.bench_model(cfg, threads=1, slice_steps=5)
+        assert torch.get_num_threads() == 2  # the caller's thread count is given back
+    finally:
+        torch.set_num_threads(before)
     assert res["parameters"] == sum(p.numel() for p in model.build(cfg).parameters())
     for key in ("forward_ms_b1", "forward_ms_b16", "train_step_s", "train_peak_rss_gb",
                 "cfg_step_ms", "ancestral_s", "fast_s", "fast_speedup", "train_step_gflop",
