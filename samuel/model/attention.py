@@ -3,10 +3,11 @@
 No transformer MLP and no LayerNorm (paper §II-B): Q, K, V and the output are pointwise
 (kernel-1) convolutional projections, and the block is residual.
 
-Layout: the projections are computed as one matrix product per input straight into
-``[B, T, H·D]`` memory and viewed as ``[B, H, T, D]``, the layout that the fused CPU
-attention kernel reads without a copy (stride 1 on ``D``) and writes its output in; the
-output projection reads that layout back with a transposed matrix product. The parameters
+Layout: each input is copied once into time-major rows ``[B·T, C]`` and projected by one
+matrix product straight into ``[B, T, H·D]`` memory, viewed as ``[B, H, T, D]``, the layout
+that the fused CPU attention kernel reads without a copy (stride 1 on ``D``) and writes its
+output in; the output projection reads that memory back as rows, one product again. (One
+product over all rows also makes each weight gradient one product.) The parameters
 are still the ``Conv1d`` weights ``[out, in, 1]``, so checkpoints are unchanged; only the
 order of memory passes differs from the literal convolutions (equal to float rounding).
 
@@ -343,12 +344,21 @@ def mix_weights(sqrt_alpha_bar: Tensor, mix: str = "paper") -> tuple[Tensor, Ten
     raise ValueError(f"unknown mix {mix!r}: expected 'paper' or 'reversed'")
 
 
-def _pointwise(conv: nn.Conv1d, x: Tensor) -> Tensor:
-    """A kernel-1 ``conv`` of ``x [B,C,T]`` computed as ``[B, T, out]`` (time-major memory)."""
-    b = x.shape[0]
+def _rows(x: Tensor) -> Tensor:
+    """``x [B, C, T]`` as time-major rows ``[B·T, C]`` (one transposing copy)."""
+    b, c, t = x.shape
+    return x.transpose(1, 2).reshape(b * t, c)
+
+
+def _pointwise(conv: nn.Conv1d, rows: Tensor, b: int) -> Tensor:
+    """A kernel-1 ``conv`` of the time-major ``rows [B·T, C]`` (:func:`_rows`), as ``[B, T, out]``.
+
+    One matrix product over all ``B·T`` rows, so that its backward forms the weight's
+    gradient as one product too; written as a batched product over ``B`` (each ``[T, C]``
+    read in place from ``[B, C, T]``), that gradient was ``B`` products of depth ``T``
+    summed afterwards, slow at the coarse resolutions (``T`` = 128: about 36 GFLOP/s)."""
     w = conv.weight[:, :, 0].t()  # [in, out]
-    # a batched product reads x [B, C, T] as column-major [T, C] matrices: no copy is made or kept
-    return torch.baddbmm(conv.bias, x.transpose(1, 2), w.expand(b, -1, -1))
+    return torch.addmm(conv.bias, rows, w).view(b, rows.shape[0] // b, -1)
 
 
 class SoftAlignmentAttention(nn.Module):
@@ -382,8 +392,11 @@ class SoftAlignmentAttention(nn.Module):
 
     def qkv(self, x: Tensor, ctx: Tensor):
         """Queries, keys and values ``[B, H, T, D]`` (views of time-major memory)."""
-        return (self._split(_pointwise(self.to_q, x)), self._split(_pointwise(self.to_k, ctx)),
-                self._split(_pointwise(self.to_v, ctx)))
+        b = x.shape[0]
+        xr = _rows(x)
+        cr = xr if ctx is x else _rows(ctx)  # self-attention: one copy for all three
+        return (self._split(_pointwise(self.to_q, xr, b)), self._split(_pointwise(self.to_k, cr, b)),
+                self._split(_pointwise(self.to_v, cr, b)))
 
     def branches(self, x: Tensor, ctx: Tensor) -> tuple[Tensor, Tensor]:
         """The local and global contexts ``[B, H*D, T]`` before mixing (for tests and plots)."""
@@ -399,7 +412,7 @@ class SoftAlignmentAttention(nn.Module):
         w_global, w_local = mix_weights(sqrt_alpha_bar.to(x.dtype), self.mix)
         context = torch.addcmul(glob * w_global[:, None, None, None], local,
                                 w_local[:, None, None, None])  # eq. 3, [B, T, H, D]
-        context = context.reshape(b, t, h * d)
-        w = self.to_out.weight[:, :, 0]  # [dim, H*D]
-        out = torch.baddbmm(self.to_out.bias[None, :, None], w.expand(b, -1, -1), context.transpose(1, 2))
-        return x + out
+        context = context.reshape(b * t, h * d)  # time-major rows (the [B, T, H, D] memory)
+        w = self.to_out.weight[:, :, 0].t()  # [H*D, dim]
+        out = torch.addmm(self.to_out.bias, context, w).view(b, t, -1)  # one product, as _pointwise
+        return x + out.transpose(1, 2)
