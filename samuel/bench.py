@@ -238,7 +238,7 @@ def bench_model(cfg, threads: int | None = None, slice_steps: int = 20, device: 
     peak is CUDA's allocator peak instead of the process RSS.
     """
     before = torch.get_num_threads()
-    try:  # the caller's thread count is left as it was (a test ran on at 1 thread after it)
+    try:  # the caller keeps its thread count (left at 1, it once slowed and changed every later test)
         return _bench_model(cfg, threads or before, slice_steps, device)
     finally:
         torch.set_num_threads(before)
