@@ -83,6 +83,43 @@ def test_roughness_measures():
     assert real.latent_roughness(lat, window=8) == 0.0
 
 
+def test_roughness_by_block_splits_the_whole():
+    rng = np.random.default_rng(0)
+    frames = rng.standard_normal((20, 45))
+    mean, std = np.zeros(45), np.ones(45)
+    frames[:, 32:44] = 1.0  # a constant chroma block
+    blocks = real.roughness_blocks(frames, mean, std)
+    assert list(blocks) == list(real.BLOCK_NAMES) and blocks["chroma"] == 0.0
+    widths = [hi - lo for lo, hi in metrics.FRAME_BLOCKS]
+    whole = sum(w * blocks[b] for w, b in zip(widths, real.BLOCK_NAMES)) / sum(widths)
+    assert whole == pytest.approx(real.roughness(frames, mean, std))
+
+
+def test_corpus_roughness_reads_the_validation_accompaniment(tmp_path):
+    """A steady accompaniment is smoother than one whose band levels jump every frame; no
+    validation split gives None (and a logged reason), not an error."""
+    from samuel.data import store
+
+    codec = codecs.load("offline", griffin_lim_iters=2)
+    steady = np.full((64, 32), -0.5, np.float32)
+    jumpy = steady.copy()
+    jumpy[:60, 1::2] = 1.5  # every other frame loud in every semitone band
+    lat = {"steady": (steady, steady), "jumpy": (jumpy, jumpy)}
+    popdb = tmp_path / "data" / "popdb"
+    for split, song in (("train", "steady"), ("val", "steady")):
+        store.write_split(popdb / split, [(song, 32)], lat.__getitem__, 16)
+    mean, std = np.zeros(45), np.ones(45)
+    calm = real.corpus_roughness(tmp_path / "data", codec, mean, std)
+    assert calm["clips"] == 2 and set(calm["blocks"]) == set(real.BLOCK_NAMES)
+    assert "validation accompaniment" in calm["source"]
+    store.write_split(popdb / "val", [("jumpy", 32)], lat.__getitem__, 16)
+    rough = real.corpus_roughness(popdb, codec, mean, std, clips=1)
+    assert rough["clips"] == 1
+    assert rough["features"]["mean"] > 2 * calm["features"]["mean"]
+    assert rough["blocks"]["mel"] > 2 * calm["blocks"]["mel"]
+    assert real.corpus_roughness(tmp_path / "nothing", codec, mean, std) is None
+
+
 def test_finding_the_songs(tmp_path, monkeypatch):
     for name in ("b_song", "a_song"):
         d = tmp_path / "songs" / "band" / name
@@ -141,9 +178,15 @@ def test_real_evaluation_end_to_end_on_short_excerpts(tmp_path):
     cfg = config.load("smoke", fast_steps=2)
     stats = {s: {"mean": [0.0] * 64, "std": [1.0] * 64} for s in ("vocal", "accomp")}
     out = tmp_path / "real"
+    from samuel.data import store
+
+    corpus = tmp_path / "data"
+    lat = np.zeros((64, 32), np.float32)
+    for split in ("train", "val"):
+        store.write_split(corpus / "popdb" / split, [("song", 32)], lambda _: (lat, lat), 16)
     res = real.evaluate_real(cfg, checkpoint=build(cfg), seconds=3.0, per_song=1, stats=stats,
                              out_dir=out, codec=codecs.load("offline", griffin_lim_iters=4),
-                             progress=False, n_examples=1)
+                             progress=False, n_examples=1, corpus=corpus)
     n = len(SONGS)
     assert res["available"] and res["n_excerpts"] == n and res["n_songs"] == n
     assert res["windows_per_excerpt"] == 2 and res["excerpt_seconds"] == pytest.approx(2.97, abs=0.01)
@@ -160,11 +203,17 @@ def test_real_evaluation_end_to_end_on_short_excerpts(tmp_path):
         assert res["roughness"][kind]["real"]["mean"] > 0
         assert set(res["roughness"][f"{kind}_within_target"]) == set(metrics.CONDITIONS)
     assert res["fit"]["real"]["key"]["n"] == n and res["fit"][real.OTHER]["frechet"]["mean"] > 0
+    rough = res["roughness"]
+    assert rough["corpus"]["clips"] == 2 and rough["corpus"]["ratio"] == pytest.approx(
+        rough["corpus"]["features"]["mean"] / rough["features"]["real"]["mean"])
+    assert set(rough["blocks"]) == {"conditioned", "real"}
 
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["fit"] == res["fit"] and real.format_real(on_disk) == real.format_real(res)
     text = real.format_real(res)
     assert "other_song" in text and "conditioned beats shuffled and null on chroma" in text
+    assert "training corpus's own accompaniment" in text and "by block: conditioned mel" in str(
+        real.real_table(res))
     rows = real.table_rows(res)
     assert [r["metric"] for r in rows][:4] == list(metrics.METRICS)
     assert {"APA", "distinct keys", "roughness (features)"} <= {r["metric"] for r in rows}

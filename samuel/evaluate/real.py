@@ -21,7 +21,11 @@ decoded true backing (:func:`~.conditions.fit_summary`), plus:
 * ``keys``: how many distinct keys the outputs are in (the backings: one per song, or more);
 * ``roughness``: mean absolute frame-to-frame change of the z-scored frame features
   (:func:`roughness`) and of the normalised latents (:func:`latent_roughness`), generated
-  against real; the target is no more than :data:`ROUGHNESS_TARGET` times real;
+  against real; the target is no more than :data:`ROUGHNESS_TARGET` times real. Beside them,
+  the same measure of the training corpus's own accompaniment (its validation songs, decoded
+  by the same codec, :func:`corpus_roughness`) says how much of the generated roughness the
+  model learnt from its training songs, and each block of the frame features (mel, chroma,
+  onset; :func:`roughness_blocks`) where it lies;
 * ``apa``: the accompaniment prompt adherence (:mod:`.apa`).
 
 A song whose stems or tempo map cannot be read, or which is shorter than one excerpt, is
@@ -77,6 +81,8 @@ BLOCK_SECONDS = 0.5
 OTHER = "other_song"  # chance: another song's real backing, aligned by excerpt
 REAL_CONDITIONS = (*CONDITIONS, OTHER)
 ROUGHNESS_TARGET = 1.5  # generated no rougher than 1.5 x real
+CORPUS_CLIPS = 48  # validation chunks of the training corpus decoded for its own roughness
+BLOCK_NAMES = ("mel", "chroma", "onset")  # the blocks of metrics.FRAME_BLOCKS
 DEFAULT_TEMPO = 500000  # µs per beat before a MIDI file's first tempo event (120 BPM)
 
 
@@ -219,6 +225,50 @@ def roughness(frames: np.ndarray, mean: np.ndarray, std: np.ndarray) -> float:
     return float(np.abs(np.diff(z, axis=0)).mean()) if len(z) > 1 else float("nan")
 
 
+def roughness_blocks(frames: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict:
+    """:func:`roughness` of each block of the frame features (:data:`BLOCK_NAMES`: the log-mel
+    bands, the chroma, the onset strength); the whole is their mean weighted by their widths."""
+    z = (np.asarray(frames, np.float64) - mean) / std
+    if len(z) < 2:
+        return {name: float("nan") for name in BLOCK_NAMES}
+    d = np.abs(np.diff(z, axis=0))
+    return {name: float(d[:, lo:hi].mean()) for name, (lo, hi) in zip(BLOCK_NAMES, FRAME_BLOCKS)}
+
+
+def corpus_roughness(popdb_dir: str | os.PathLike, codec, mean: np.ndarray, std: np.ndarray,
+                     clips: int = CORPUS_CLIPS, progress: bool = False) -> dict | None:
+    """The roughness of a training corpus's own accompaniment: up to ``clips`` chunks of its
+    validation split, evenly spaced over its rows, decoded by ``codec`` and scored like the
+    real backings (z-scored with their ``mean`` and ``std``).
+
+    Returns ``{"clips", "features" (an interval), "blocks" (:func:`roughness_blocks`, means),
+    "source"}``, or None where the folder holds no readable validation split (the reason is
+    logged)."""
+    from tqdm.auto import tqdm
+
+    from ..data import store
+    from ..data.popdb import resolve as resolve_popdb
+
+    try:
+        folder = resolve_popdb(popdb_dir)
+        _, accomp = store.open_split(folder, "val", normalise=False)
+    except (OSError, ValueError) as e:  # PopdbError is a ValueError
+        log.info("real recordings: no corpus roughness (%s)", " ".join(str(e).split()))
+        return None
+    n = len(accomp)
+    if n == 0:
+        return None
+    rows = sorted({int(r) for r in np.linspace(0, n - 1, min(int(clips), n))})
+    sr = int(codec.sample_rate)
+    frames = [frame_features(codec.decode(np.asarray(accomp[r], np.float32)), sr)
+              for r in tqdm(rows, desc="decode corpus", disable=not progress)]
+    per = [roughness(f, mean, std) for f in frames]
+    blocks = [roughness_blocks(f, mean, std) for f in frames]
+    return {"clips": len(rows), "features": interval(per),
+            "blocks": {b: float(np.mean([x[b] for x in blocks])) for b in BLOCK_NAMES},
+            "source": f"{folder}: validation accompaniment"}
+
+
 def feature_scale(real_frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and std of the pooled real frame features, each std floored at a
     tenth of the RMS std of its block of :data:`~.metrics.FRAME_BLOCKS`, so that a band
@@ -303,6 +353,7 @@ class _Run:
     truth_keys: list = field(default_factory=list)
     key_info: dict = field(default_factory=dict)
     rough_info: dict = field(default_factory=dict)
+    corpus: Any = None  # the training corpus's data folder (its roughness), or None
     apa_info: dict = field(default_factory=dict)
 
     @property
@@ -373,7 +424,7 @@ def evaluate_real(cfg, checkpoint=None, folder=None, seconds: float | None = Non
                   per_song: int | None = None, seed: int = 0, steps: int | None = None,
                   batch_size: int = 8, codec=None, device: str | None = None,
                   stats: Mapping | None = None, out_dir=None, n_examples: int = 2,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, corpus="auto") -> dict:
     """Evaluate a model on the real recordings and write ``results.json`` and examples.
 
     A song that cannot be read or is shorter than one excerpt is skipped with a warning and
@@ -397,6 +448,9 @@ def evaluate_real(cfg, checkpoint=None, folder=None, seconds: float | None = Non
         stats: the latents' normalisation statistics (default the checkpoint's).
         out_dir: where results go (default ``runs/<profile>/evaluation/real``).
         n_examples: excerpts of distinct songs written to ``examples/`` to listen to.
+        corpus: the training corpus's data folder, whose validation accompaniment is scored for
+            roughness beside the real backings (:func:`corpus_roughness`); ``"auto"``:
+            ``runs/<profile>/data`` where it exists; None: not scored.
 
     Returns:
         The results written to ``results.json`` (:func:`format_real` is their text,
@@ -414,6 +468,12 @@ def evaluate_real(cfg, checkpoint=None, folder=None, seconds: float | None = Non
     per_song = int(per_song if per_song is not None else getattr(ev, "real_per_song", PER_SONG))
     run = _prepare(cfg, songs, checkpoint, seconds, per_song, seed, steps, batch_size, codec,
                    device, stats, n_examples, progress)
+    if isinstance(corpus, str) and corpus == "auto":
+        from ..paths import run_dir
+
+        corpus = run_dir(run.cfg.profile) / "data"
+        corpus = corpus if corpus.is_dir() else None
+    run.corpus = corpus
     for stage in (_cut, _encode, _generate, _score, _chance, _extras):
         stage(run)
     return _results(run, out_dir)
@@ -594,6 +654,14 @@ def _extras(run: _Run) -> None:
         ratio = {c: info[kind][c]["mean"] / base if base else float("nan") for c in CONDITIONS}
         info[f"{kind}_ratio"] = ratio
         info[f"{kind}_within_target"] = {c: bool(r <= ROUGHNESS_TARGET) for c, r in ratio.items()}
+    info["blocks"] = {c: {b: float(np.mean([roughness_blocks(f, mean, std)[b] for f in frames_of[c]]))
+                          for b in BLOCK_NAMES} for c in ("conditioned", "real")}
+    corpus = (corpus_roughness(run.corpus, run.codec, mean, std, progress=run.progress)
+              if run.corpus is not None else None)
+    if corpus is not None:
+        base = info["features"]["real"]["mean"]
+        corpus["ratio"] = corpus["features"]["mean"] / base if base else float("nan")
+        info["corpus"] = corpus
     run.rough_info = info
     vocal_feats = np.stack([clip_features(e["lead"], run.sr) for e in run.excerpts])
     cand = {c: np.stack([clip_features_from_frames(f) for f in frames_of[c]]) for c in CONDITIONS}
@@ -737,6 +805,24 @@ def table_rows(results: Mapping) -> list[dict]:
     return rows
 
 
+def _roughness_notes(rough: Mapping) -> list:
+    """The table's notes on roughness: the training corpus's own, and where it lies by block."""
+    def blocks(d):  # in BLOCK_NAMES' order (results.json sorts its keys)
+        return ", ".join(f"{b} {d[b]:.3f}" for b in BLOCK_NAMES if b in d)
+
+    notes = []
+    corpus = rough.get("corpus")
+    if corpus:
+        notes.append(f"roughness (features) of the training corpus's own accompaniment "
+                     f"({corpus['clips']} validation clips, same codec): "
+                     f"{_cell(corpus['features'])}, {_num(corpus['ratio'])}x real")
+    if rough.get("blocks"):
+        who = [f"{c} {blocks(rough['blocks'][c])}" for c in ("conditioned", "real") if c in rough["blocks"]]
+        who += [f"training corpus {blocks(corpus['blocks'])}"] if corpus else []
+        notes.append("roughness (features) by block: " + "; ".join(who))
+    return notes
+
+
 def real_table(results: Mapping) -> Table:
     """The real-recordings table (:func:`table_rows`) as a :class:`~.report.Table`: HTML in a
     notebook, aligned text when printed (:func:`format_real`); the caption says what was
@@ -753,6 +839,7 @@ def real_table(results: Mapping) -> Table:
              "'shuffled' gets; real: the decoded true backing, its frechet to another excerpt "
              "of the same song)",
              f"ground truth: {results['truth']}",
+             *_roughness_notes(results["roughness"]),
              *(f"skipped {k['song']}: {k['reason']}" for k in results.get("skipped", ()))]
     return Table(["metric", *cols], [[r["metric"], *(r[c] for c in cols)]
                                      for r in table_rows(results)],
@@ -773,6 +860,11 @@ def format_real(results: Mapping) -> str:
         ratios = ", ".join(f"{c} {_num(rough[f'{kind}_ratio'][c])}x" for c in CONDITIONS)
         lines.append(f"roughness ({kind}) against real: {ratios}; conditioned within "
                      f"{rough['target']:g}x: {rough[f'{kind}_within_target']['conditioned']}")
+    corpus = rough.get("corpus")
+    if corpus and corpus.get("ratio"):
+        lines.append(f"roughness (features) of the training corpus's own accompaniment: "
+                     f"{_num(corpus['ratio'])}x real (the generated's excess over it: "
+                     f"{_num(rough['features_ratio']['conditioned'] / corpus['ratio'])}x)")
     k = results["keys"]
     lines.append(f"distinct keys: conditioned {k['conditioned']['distinct']}, real backings "
                  f"{k['real']['distinct']} (of {len(k['real']['keys'])} excerpts)")
