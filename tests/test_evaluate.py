@@ -131,6 +131,11 @@ def test_evaluate_end_to_end_on_a_tiny_fake_popdb(tmp_path, tmp_runs, monkeypatc
     assert e["peak_rss_mib"] > 0 and e["scaled_to_frames"] == 1024
     assert res["audiobox"]["available"] is False and res["audiobox"]["reason"]
     assert res["truth_sources"] == {"truth.json": 2}
+    rough = res["roughness"]
+    assert set(rough["ratio"]) == set(ev.CONDITIONS) and rough["features"]["real"]["mean"] > 0
+    assert rough["ratio"]["null"] == pytest.approx(
+        rough["features"]["null"]["mean"] / rough["features"]["real"]["mean"])
+    assert set(rough["blocks"]["real"]) == {"mel", "chroma", "onset"}
 
     on_disk = json.loads((out / "results.json").read_text())  # strict JSON: no NaN
     assert on_disk["beats_baselines"] == res["beats_baselines"]
@@ -145,6 +150,9 @@ def test_evaluate_end_to_end_on_a_tiny_fake_popdb(tmp_path, tmp_runs, monkeypatc
     table = ev.format_table(res)
     assert "conditioned beats shuffled and null on chroma: " in table
     assert "Efficiency" in table and "AudioBox-Aesthetics: not available" in table
+    from samuel.evaluate import report
+
+    assert "roughness (frame to frame" in table and "roughness (frame to frame" in str(report.fit_table(res))
     assert ev.format_table(on_disk) == table  # the report reads results.json back
 
     # the conditions' scores do not depend on whether the samplers are compared as well

@@ -281,6 +281,22 @@ def feature_scale(real_frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.nda
     return mean, np.maximum(std, floor)
 
 
+def roughness_summary(frames_of: Mapping, conditions: Sequence[str] = CONDITIONS) -> dict:
+    """Roughness of each condition's clips against the true accompaniment's (``frames_of["real"]``),
+    all z-scored by the true frames (:func:`feature_scale`), as the synthetic evaluation reports
+    it: ``{"features": condition (and "real") -> interval, "ratio": condition -> mean / real's,
+    "blocks": condition (and "real") -> :func:`roughness_blocks` means}``."""
+    mean, std = feature_scale(frames_of["real"])
+    who = (*conditions, "real")
+    per = {c: [roughness(f, mean, std) for f in frames_of[c]] for c in who}
+    features = {c: interval(v) for c, v in per.items()}
+    base = features["real"]["mean"]
+    return {"features": features,
+            "ratio": {c: features[c]["mean"] / base if base else float("nan") for c in conditions},
+            "blocks": {c: {b: float(np.mean([roughness_blocks(f, mean, std)[b] for f in frames_of[c]]))
+                           for b in BLOCK_NAMES} for c in who}}
+
+
 def latent_roughness(latents: np.ndarray, window: int | None = None) -> float:
     """Mean absolute frame-to-frame change of normalised latents ``[C, T]`` (z-scores by the
     training statistics), leaving out the steps across the seams between independently

@@ -241,10 +241,20 @@ def _fit_lines(results: Mapping) -> list[str]:
     lines.append(" fad is realism, not fit: set against set, blind to the pairing; real: half vs half)")
     if results.get("data", {}).get("truth"):
         lines.append(f"ground truth: {results['data']['truth']}")
+    if results.get("roughness"):
+        lines.append(roughness_note(results["roughness"]))
     lines.append("")
     for m in METRICS:
         lines.append(f"conditioned beats shuffled and null on {m}: {results['beats_baselines'][m]}")
     return lines
+
+
+def roughness_note(rough: Mapping) -> str:
+    """One line: each condition's frame-to-frame roughness against the true accompaniment's
+    (:func:`samuel.evaluate.real.roughness_summary`)."""
+    ratio = ", ".join(f"{c} {rough['ratio'][c]:.2f}x" for c in CONDITIONS if c in rough["ratio"])
+    return (f"roughness (frame to frame, frame features z-scored by the true accompaniment's): "
+            f"{ratio} the true accompaniment's ({rough['features']['real']['mean']:.3f})")
 
 
 def _sampler_lines(s: Mapping) -> list[str]:
@@ -386,7 +396,8 @@ def fit_table(results: Mapping) -> Table:
                          f"{results['n_songs']} songs: mean [95 % interval]",
                  notes=[f"all four fit claims: {mark(results.get('beats_baselines_all'))}; "
                         "↑ higher is better, ↓ lower; real: the true accompaniment (its frechet "
-                        "is to another segment of the same song; its fad is half against half)."])
+                        "is to another segment of the same song; its fad is half against half).",
+                        *([roughness_note(results["roughness"])] if results.get("roughness") else [])])
 
 
 def sampler_table(results: Mapping) -> Table:

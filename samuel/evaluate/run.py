@@ -14,6 +14,7 @@ from .conditions import audiobox_table, fit_summary, load_audiobox, score_condit
 from .context import Context, fast_name, prepare
 from .efficiency import measure_efficiency
 from .metrics import CONDITIONS, HIGHER_IS_BETTER, METRIC_NAMES, METRICS, REALISM
+from .real import roughness_summary
 from .report import write_examples, write_outputs
 from .samplers import compare_fast_and_ancestral
 
@@ -83,6 +84,8 @@ def evaluate(cfg, checkpoint=None, data_dir=None, out_dir=None, max_clips: int |
     results = _results(ctx, scores, fit, beats_baselines, samplers, efficiency, audiobox_info)
     # accompaniment prompt adherence on the same clips (its re-pairing has its own seed)
     results["apa"] = apa_of_scores(ctx, scores)
+    # frame-to-frame roughness of each condition against the true accompaniment's
+    results["roughness"] = roughness_summary(scores.frames_of)
     if predictor is not None:  # paper Table I rows beside ours
         results["table_i"] = audiobox_table(scores.aesthetics, audiobox_info)
     results["seconds"]["total"] = time.perf_counter() - t_start
