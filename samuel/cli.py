@@ -109,7 +109,8 @@ def cmd_evaluate(args):
     if args.real:  # the real recordings (samuel.evaluate.real); one line without them
         from .evaluate import real
 
-        res = real.evaluate_real(_cfg(args), checkpoint=args.checkpoint)
+        # --data: the training corpus whose own accompaniment is scored for roughness beside
+        res = real.evaluate_real(_cfg(args), checkpoint=args.checkpoint, corpus=args.data or "auto")
         print(json.dumps(res, indent=2, default=str) if args.json else real.format_real(res))
         return 0
     kw = dict(checkpoint=args.checkpoint, data_dir=args.data, max_clips=args.max_clips,

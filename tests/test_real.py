@@ -113,11 +113,51 @@ def test_corpus_roughness_reads_the_validation_accompaniment(tmp_path):
     assert calm["clips"] == 2 and set(calm["blocks"]) == set(real.BLOCK_NAMES)
     assert "validation accompaniment" in calm["source"]
     store.write_split(popdb / "val", [("jumpy", 32)], lat.__getitem__, 16)
-    rough = real.corpus_roughness(popdb, codec, mean, std, clips=1)
-    assert rough["clips"] == 1
+    rough = real.corpus_roughness(popdb, codec, mean, std, seconds=0.1)  # at least two chunks
+    assert rough["clips"] == 2 and rough["codec"] == "not recorded"
     assert rough["features"]["mean"] > 2 * calm["features"]["mean"]
     assert rough["blocks"]["mel"] > 2 * calm["blocks"]["mel"]
-    assert real.corpus_roughness(tmp_path / "nothing", codec, mean, std) is None
+
+
+def test_corpus_roughness_skips_what_it_cannot_score_with_a_reason(tmp_path, caplog):
+    from samuel.data import store
+
+    codec = codecs.load("offline", griffin_lim_iters=2)
+    mean, std = np.zeros(45), np.ones(45)
+    lat = np.zeros((64, 32), np.float32)
+    popdb = tmp_path / "data" / "popdb"
+    store.write_split(popdb / "train", [("a", 32)], lambda _: (lat, lat), 16)
+    with caplog.at_level("WARNING", logger=real.__name__):
+        assert real.corpus_roughness(tmp_path / "nothing", codec, mean, std) is None
+        assert real.corpus_roughness(tmp_path / "data", codec, mean, std) is None  # no val/
+        store.write_split(popdb / "val", [("a", 32)], lambda _: (lat, lat), 16)
+        (tmp_path / "data" / "provenance.json").write_text(json.dumps({"codec": {"name": "sao"}}))
+        assert real.corpus_roughness(tmp_path / "data", codec, mean, std) is None  # other codec
+        (tmp_path / "data" / "provenance.json").write_text(json.dumps({"codec": {"name": "offline"}}))
+        (popdb / "val" / store.ACCOMP_FILE).write_bytes(b"not an array")
+        assert real.corpus_roughness(tmp_path / "data", codec, mean, std) is None  # unreadable
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 4 and all("no corpus roughness" in m for m in said)
+    assert "no validation split" in said[0] and "no validation split" in said[1]
+    assert "'sao' latents" in said[2] and "'offline'" in said[2]
+
+
+def test_roughness_text_survives_missing_values():
+    """NaN is written to results.json as null: the notes and the report print n/a for it."""
+    rough = {"features": {"real": {"mean": None}}, "features_ratio": {"conditioned": None},
+             "blocks": {"conditioned": {"mel": None, "chroma": 0.5, "onset": 1.0},
+                        "real": {"mel": 0.1, "chroma": 0.2, "onset": 0.3}},
+             "corpus": {"clips": 2, "features": {"mean": 0.4, "lo": 0.3, "hi": 0.5, "n": 2},
+                        "ratio": None, "blocks": {"mel": 0.3, "chroma": None, "onset": 1.6}}}
+    notes = real._roughness_notes(rough)
+    assert "n/a x real" not in notes[0] and "n/ax real" in notes[0]
+    assert notes[1].startswith("roughness (features) by block: conditioned mel n/a, chroma 0.500")
+    assert "training corpus mel 0.300, chroma n/a, onset 1.600" in notes[1]
+    from samuel.evaluate import report
+
+    line = report.roughness_note({"ratio": {"conditioned": None, "null": 1.25},
+                                  "features": {"real": {"mean": float("nan")}}})
+    assert "conditioned n/ax" in line and "null 1.25x" in line and "(n/a)" in line
 
 
 def test_finding_the_songs(tmp_path, monkeypatch):

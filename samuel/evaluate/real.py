@@ -81,8 +81,9 @@ BLOCK_SECONDS = 0.5
 OTHER = "other_song"  # chance: another song's real backing, aligned by excerpt
 REAL_CONDITIONS = (*CONDITIONS, OTHER)
 ROUGHNESS_TARGET = 1.5  # generated no rougher than 1.5 x real
-CORPUS_CLIPS = 48  # validation chunks of the training corpus decoded for its own roughness
+CORPUS_SECONDS = 285.0  # audio of the training corpus's validation chunks decoded for its roughness
 BLOCK_NAMES = ("mel", "chroma", "onset")  # the blocks of metrics.FRAME_BLOCKS
+assert len(BLOCK_NAMES) == len(FRAME_BLOCKS)
 DEFAULT_TEMPO = 500000  # µs per beat before a MIDI file's first tempo event (120 BPM)
 
 
@@ -235,38 +236,69 @@ def roughness_blocks(frames: np.ndarray, mean: np.ndarray, std: np.ndarray) -> d
     return {name: float(d[:, lo:hi].mean()) for name, (lo, hi) in zip(BLOCK_NAMES, FRAME_BLOCKS)}
 
 
-def corpus_roughness(popdb_dir: str | os.PathLike, codec, mean: np.ndarray, std: np.ndarray,
-                     clips: int = CORPUS_CLIPS, progress: bool = False) -> dict | None:
-    """The roughness of a training corpus's own accompaniment: up to ``clips`` chunks of its
-    validation split, evenly spaced over its rows, decoded by ``codec`` and scored like the
-    real backings (z-scored with their ``mean`` and ``std``).
+def _corpus_split(path: Path) -> tuple[Path, str | None] | None:
+    """The POPDB folder under a data folder (itself or its ``popdb/``) that holds a validation
+    split, and the codec its latents were made with where recorded, or None. Never prepares
+    an index (:func:`samuel.data.popdb.resolve` would, on a published folder)."""
+    from ..data import store
+
+    for folder in (path, path / "popdb"):
+        index = store.read_index(folder) if (folder / store.INDEX_FILE).is_file() else None
+        if index is not None:
+            return folder, "sao"  # an index of the published POPDB: SAO VAE latents
+        if (folder / "val").is_dir():
+            codec = None
+            for prov in (folder / "provenance.json", folder.parent / "provenance.json"):
+                if prov.is_file():
+                    codec = (read_json(prov).get("codec") or {}).get("name")
+                    break
+            return folder, codec
+    return None
+
+
+def corpus_roughness(data_dir: str | os.PathLike, codec, mean: np.ndarray, std: np.ndarray,
+                     seconds: float = CORPUS_SECONDS, progress: bool = False) -> dict | None:
+    """The roughness of a training corpus's own accompaniment: chunks of its validation split
+    (about ``seconds`` of audio in all, at least two chunks, evenly spaced over its rows),
+    decoded by ``codec`` and scored like the real backings (z-scored with their ``mean`` and
+    ``std``). On ``demo`` that is 48 chunks of 5.94 s; on ``paper``, 7 of 47.55 s.
 
     Returns ``{"clips", "features" (an interval), "blocks" (:func:`roughness_blocks`, means),
-    "source"}``, or None where the folder holds no readable validation split (the reason is
-    logged)."""
+    "source", "codec"}``, or None with the reason logged: no validation split under
+    ``data_dir`` (itself or its ``popdb/``), latents recorded as made with another codec than
+    ``codec``, or any failure to read or decode them (the evaluation goes on without it).
+    """
     from tqdm.auto import tqdm
 
     from ..data import store
-    from ..data.popdb import resolve as resolve_popdb
+
+    def skip(why: str) -> None:
+        log.warning("real recordings: no corpus roughness from %s (%s)", data_dir, " ".join(why.split()))
 
     try:
-        folder = resolve_popdb(popdb_dir)
+        found = _corpus_split(Path(data_dir))
+        if found is None:
+            return skip("no validation split of a POPDB there")
+        folder, made_with = found
+        if made_with is not None and made_with != codec.name:
+            return skip(f"its latents are {made_with!r} latents, the evaluation's codec is {codec.name!r}")
         _, accomp = store.open_split(folder, "val", normalise=False)
-    except (OSError, ValueError) as e:  # PopdbError is a ValueError
-        log.info("real recordings: no corpus roughness (%s)", " ".join(str(e).split()))
-        return None
-    n = len(accomp)
-    if n == 0:
-        return None
-    rows = sorted({int(r) for r in np.linspace(0, n - 1, min(int(clips), n))})
-    sr = int(codec.sample_rate)
-    frames = [frame_features(codec.decode(np.asarray(accomp[r], np.float32)), sr)
-              for r in tqdm(rows, desc="decode corpus", disable=not progress)]
+        n = len(accomp)
+        if n == 0:
+            return skip("its validation split holds no chunks")
+        chunk_s = accomp.shape[-1] / float(codec.frames_per_second)
+        count = min(n, max(2, int(round(float(seconds) / chunk_s))))
+        rows = sorted({int(r) for r in np.linspace(0, n - 1, count)})
+        sr = int(codec.sample_rate)
+        frames = [frame_features(codec.decode(np.asarray(accomp[r], np.float32)), sr)
+                  for r in tqdm(rows, desc="decode corpus", disable=not progress)]
+    except Exception as e:  # noqa: BLE001 - a reference beside the results: never lose the run
+        return skip(f"{type(e).__name__}: {e}")
     per = [roughness(f, mean, std) for f in frames]
     blocks = [roughness_blocks(f, mean, std) for f in frames]
     return {"clips": len(rows), "features": interval(per),
-            "blocks": {b: float(np.mean([x[b] for x in blocks])) for b in BLOCK_NAMES},
-            "source": f"{folder}: validation accompaniment"}
+            "blocks": {b: float(np.nanmean([x[b] for x in blocks])) for b in BLOCK_NAMES},
+            "source": f"{folder}: validation accompaniment", "codec": made_with or "not recorded"}
 
 
 def feature_scale(real_frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -293,8 +325,13 @@ def roughness_summary(frames_of: Mapping, conditions: Sequence[str] = CONDITIONS
     base = features["real"]["mean"]
     return {"features": features,
             "ratio": {c: features[c]["mean"] / base if base else float("nan") for c in conditions},
-            "blocks": {c: {b: float(np.mean([roughness_blocks(f, mean, std)[b] for f in frames_of[c]]))
-                           for b in BLOCK_NAMES} for c in who}}
+            "blocks": {c: _block_means(frames_of[c], mean, std) for c in who}}
+
+
+def _block_means(frames: Sequence[np.ndarray], mean: np.ndarray, std: np.ndarray) -> dict:
+    """:func:`roughness_blocks` averaged over clips (NaN clips left out)."""
+    per = [roughness_blocks(f, mean, std) for f in frames]
+    return {b: float(np.nanmean([x[b] for x in per])) if per else float("nan") for b in BLOCK_NAMES}
 
 
 def latent_roughness(latents: np.ndarray, window: int | None = None) -> float:
@@ -670,8 +707,7 @@ def _extras(run: _Run) -> None:
         ratio = {c: info[kind][c]["mean"] / base if base else float("nan") for c in CONDITIONS}
         info[f"{kind}_ratio"] = ratio
         info[f"{kind}_within_target"] = {c: bool(r <= ROUGHNESS_TARGET) for c, r in ratio.items()}
-    info["blocks"] = {c: {b: float(np.mean([roughness_blocks(f, mean, std)[b] for f in frames_of[c]]))
-                          for b in BLOCK_NAMES} for c in ("conditioned", "real")}
+    info["blocks"] = {c: _block_means(frames_of[c], mean, std) for c in ("conditioned", "real")}
     corpus = (corpus_roughness(run.corpus, run.codec, mean, std, progress=run.progress)
               if run.corpus is not None else None)
     if corpus is not None:
@@ -777,8 +813,8 @@ def real_examples(out_dir: str | os.PathLike) -> list[tuple[str, dict]]:
 # --------------------------------------------------------------------------- text
 
 
-def _num(x) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+def _num(x, digits: int = 2) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
 def _cell(v: Mapping | None) -> str:
@@ -823,14 +859,14 @@ def table_rows(results: Mapping) -> list[dict]:
 
 def _roughness_notes(rough: Mapping) -> list:
     """The table's notes on roughness: the training corpus's own, and where it lies by block."""
-    def blocks(d):  # in BLOCK_NAMES' order (results.json sorts its keys)
-        return ", ".join(f"{b} {d[b]:.3f}" for b in BLOCK_NAMES if b in d)
+    def blocks(d):  # in BLOCK_NAMES' order (results.json sorts its keys); NaN is null there
+        return ", ".join(f"{b} {_num(d[b], 3)}" for b in BLOCK_NAMES if b in d)
 
     notes = []
     corpus = rough.get("corpus")
     if corpus:
         notes.append(f"roughness (features) of the training corpus's own accompaniment "
-                     f"({corpus['clips']} validation clips, same codec): "
+                     f"({corpus['clips']} validation clips, decoded by the same codec): "
                      f"{_cell(corpus['features'])}, {_num(corpus['ratio'])}x real")
     if rough.get("blocks"):
         who = [f"{c} {blocks(rough['blocks'][c])}" for c in ("conditioned", "real") if c in rough["blocks"]]
@@ -877,10 +913,11 @@ def format_real(results: Mapping) -> str:
         lines.append(f"roughness ({kind}) against real: {ratios}; conditioned within "
                      f"{rough['target']:g}x: {rough[f'{kind}_within_target']['conditioned']}")
     corpus = rough.get("corpus")
-    if corpus and corpus.get("ratio"):
+    if corpus:
+        ratio, gen = corpus.get("ratio"), rough["features_ratio"].get("conditioned")
+        excess = gen / ratio if ratio and gen is not None else None
         lines.append(f"roughness (features) of the training corpus's own accompaniment: "
-                     f"{_num(corpus['ratio'])}x real (the generated's excess over it: "
-                     f"{_num(rough['features_ratio']['conditioned'] / corpus['ratio'])}x)")
+                     f"{_num(ratio)}x real (the generated's excess over it: {_num(excess)}x)")
     k = results["keys"]
     lines.append(f"distinct keys: conditioned {k['conditioned']['distinct']}, real backings "
                  f"{k['real']['distinct']} (of {len(k['real']['keys'])} excerpts)")

@@ -252,9 +252,12 @@ def _fit_lines(results: Mapping) -> list[str]:
 def roughness_note(rough: Mapping) -> str:
     """One line: each condition's frame-to-frame roughness against the true accompaniment's
     (:func:`samuel.evaluate.real.roughness_summary`)."""
-    ratio = ", ".join(f"{c} {rough['ratio'][c]:.2f}x" for c in CONDITIONS if c in rough["ratio"])
+    def num(x, digits=2):  # NaN is null once written to results.json
+        return "n/a" if x is None or x != x else f"{x:.{digits}f}"
+
+    ratio = ", ".join(f"{c} {num(rough['ratio'][c])}x" for c in CONDITIONS if c in rough["ratio"])
     return (f"roughness (frame to frame, frame features z-scored by the true accompaniment's): "
-            f"{ratio} the true accompaniment's ({rough['features']['real']['mean']:.3f})")
+            f"{ratio} the true accompaniment's ({num(rough['features']['real']['mean'], 3)})")
 
 
 def _sampler_lines(s: Mapping) -> list[str]:
