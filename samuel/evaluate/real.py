@@ -61,6 +61,7 @@ from .metrics import (CLIP_METRICS, CONDITIONS, FRAME_BLOCKS, HIGHER_IS_BETTER, 
                       clip_metrics, derangement, estimate_key, frame_features,
                       frame_standardiser, interval, key_agreement, key_name, paired_frechet)
 from .report import EMPTY, Table
+from .report import num_or_na as _num
 from .report import interval as interval_text
 
 log = logging.getLogger(__name__)
@@ -243,8 +244,7 @@ def _corpus_split(path: Path) -> tuple[Path, str | None] | None:
     from ..data import store
 
     for folder in (path, path / "popdb"):
-        index = store.read_index(folder) if (folder / store.INDEX_FILE).is_file() else None
-        if index is not None:
+        if store.read_index(folder) is not None:
             return folder, "sao"  # an index of the published POPDB: SAO VAE latents
         if (folder / "val").is_dir():
             codec = None
@@ -294,10 +294,8 @@ def corpus_roughness(data_dir: str | os.PathLike, codec, mean: np.ndarray, std: 
                   for r in tqdm(rows, desc="decode corpus", disable=not progress)]
     except Exception as e:  # noqa: BLE001 - a reference beside the results: never lose the run
         return skip(f"{type(e).__name__}: {e}")
-    per = [roughness(f, mean, std) for f in frames]
-    blocks = [roughness_blocks(f, mean, std) for f in frames]
-    return {"clips": len(rows), "features": interval(per),
-            "blocks": {b: float(np.nanmean([x[b] for x in blocks])) for b in BLOCK_NAMES},
+    return {"clips": len(rows), "features": interval([roughness(f, mean, std) for f in frames]),
+            "blocks": _block_means(frames, mean, std),
             "source": f"{folder}: validation accompaniment", "codec": made_with or "not recorded"}
 
 
@@ -313,12 +311,13 @@ def feature_scale(real_frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.nda
     return mean, np.maximum(std, floor)
 
 
-def roughness_summary(frames_of: Mapping, conditions: Sequence[str] = CONDITIONS) -> dict:
+def roughness_summary(frames_of: Mapping, conditions: Sequence[str] = CONDITIONS,
+                      scale: tuple | None = None) -> dict:
     """Roughness of each condition's clips against the true accompaniment's (``frames_of["real"]``),
-    all z-scored by the true frames (:func:`feature_scale`), as the synthetic evaluation reports
-    it: ``{"features": condition (and "real") -> interval, "ratio": condition -> mean / real's,
-    "blocks": condition (and "real") -> :func:`roughness_blocks` means}``."""
-    mean, std = feature_scale(frames_of["real"])
+    all z-scored by the true frames (``scale``, default :func:`feature_scale` of them), as both
+    evaluations report it: ``{"features": condition (and "real") -> interval, "ratio": condition
+    -> mean / real's, "blocks": condition (and "real") -> :func:`roughness_blocks` means}``."""
+    mean, std = scale if scale is not None else feature_scale(frames_of["real"])
     who = (*conditions, "real")
     per = {c: [roughness(f, mean, std) for f in frames_of[c]] for c in who}
     features = {c: interval(v) for c, v in per.items()}
@@ -521,7 +520,7 @@ def evaluate_real(cfg, checkpoint=None, folder=None, seconds: float | None = Non
     per_song = int(per_song if per_song is not None else getattr(ev, "real_per_song", PER_SONG))
     run = _prepare(cfg, songs, checkpoint, seconds, per_song, seed, steps, batch_size, codec,
                    device, stats, n_examples, progress)
-    if isinstance(corpus, str) and corpus == "auto":
+    if corpus == "auto":
         from ..paths import run_dir
 
         corpus = run_dir(run.cfg.profile) / "data"
@@ -696,10 +695,10 @@ def _extras(run: _Run) -> None:
     run.key_info = {c: {"distinct": len(set(run.keys[c])), "keys": run.keys[c]} for c in REAL_CONDITIONS}
     run.key_info["real"] = {"distinct": len(set(run.truth_keys)), "keys": run.truth_keys}
     mean, std = feature_scale(run.real_frames)
-    rough = {c: [roughness(f, mean, std) for f in frames_of[c]] for c in (*CONDITIONS, "real")}
+    features = roughness_summary(frames_of, scale=(mean, std))  # frames_of["real"]: the backings
     lat_rough = {c: [latent_roughness(x, run.window) for x in run.gen_lat[c]] for c in CONDITIONS}
     lat_rough["real"] = [latent_roughness(x, run.window) for x in run.back_lat]
-    info = {"features": {c: interval(v) for c, v in rough.items()},
+    info = {"features": features["features"],
             "latents": {c: interval(v) for c, v in lat_rough.items()},
             "target": ROUGHNESS_TARGET}
     for kind in ("features", "latents"):
@@ -707,7 +706,7 @@ def _extras(run: _Run) -> None:
         ratio = {c: info[kind][c]["mean"] / base if base else float("nan") for c in CONDITIONS}
         info[f"{kind}_ratio"] = ratio
         info[f"{kind}_within_target"] = {c: bool(r <= ROUGHNESS_TARGET) for c, r in ratio.items()}
-    info["blocks"] = {c: _block_means(frames_of[c], mean, std) for c in ("conditioned", "real")}
+    info["blocks"] = {c: features["blocks"][c] for c in ("conditioned", "real")}
     corpus = (corpus_roughness(run.corpus, run.codec, mean, std, progress=run.progress)
               if run.corpus is not None else None)
     if corpus is not None:
@@ -811,10 +810,6 @@ def real_examples(out_dir: str | os.PathLike) -> list[tuple[str, dict]]:
 
 
 # --------------------------------------------------------------------------- text
-
-
-def _num(x, digits: int = 2) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
 def _cell(v: Mapping | None) -> str:

@@ -12,6 +12,8 @@ tables beside ours"; design §7.
 """
 from __future__ import annotations
 
+import math
+
 import csv
 import io as _io
 import os
@@ -249,15 +251,18 @@ def _fit_lines(results: Mapping) -> list[str]:
     return lines
 
 
+def num_or_na(x, digits: int = 2) -> str:
+    """``x`` with ``digits`` decimals, or ``n/a`` for None or NaN (NaN is null once written to
+    ``results.json``)."""
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
 def roughness_note(rough: Mapping) -> str:
     """One line: each condition's frame-to-frame roughness against the true accompaniment's
     (:func:`samuel.evaluate.real.roughness_summary`)."""
-    def num(x, digits=2):  # NaN is null once written to results.json
-        return "n/a" if x is None or x != x else f"{x:.{digits}f}"
-
-    ratio = ", ".join(f"{c} {num(rough['ratio'][c])}x" for c in CONDITIONS if c in rough["ratio"])
+    ratio = ", ".join(f"{c} {num_or_na(rough['ratio'][c])}x" for c in CONDITIONS if c in rough["ratio"])
     return (f"roughness (frame to frame, frame features z-scored by the true accompaniment's): "
-            f"{ratio} the true accompaniment's ({num(rough['features']['real']['mean'], 3)})")
+            f"{ratio} the true accompaniment's ({num_or_na(rough['features']['real']['mean'], 3)})")
 
 
 def _sampler_lines(s: Mapping) -> list[str]:
